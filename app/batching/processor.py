@@ -1,0 +1,567 @@
+"""`BatchProcessor`: coalesces concurrently submitted items into batches for one model.
+
+Threads: one worker forms and runs batches; one reaper fails queued items whose deadline has
+passed (even while the worker is busy or paused); an optional health monitor; and a pool of
+`max_workers` threads for items that cannot be stacked. How a batch is formed is described on
+`BatchProcessingStrategy`; the target size comes from `app.batching.sizing`.
+
+Every accepted item's future settles exactly once: with the model's row, or with a typed error
+from `app.errors` (`DeadlineExceeded`, `ModelError`, `OutputMismatch`, `ShuttingDown`), or it
+is cancelled by its caller and never reaches the model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import itertools
+import logging
+import threading
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable, Hashable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, Generic, TypeVar
+
+from app.batching.config import (
+    BatchPriority,
+    BatchProcessingStrategy,
+    BatchProcessorConfig,
+    PrioritizedItem,
+)
+from app.batching.execution import (
+    GroupRunner,
+    group_key,
+    item_nbytes,
+    settle_error,
+)
+from app.batching.health import EngineSnapshot, HealthChecker, HealthReport, HealthState
+from app.batching.observer import (
+    REJECT_CANCELLED,
+    REJECT_DEADLINE,
+    REJECT_QUEUE_FULL,
+    REJECT_SHUTTING_DOWN,
+    REJECT_TOO_LARGE,
+    notify,
+)
+from app.batching.queue import ItemQueue
+from app.batching.sizing import AdaptiveSizer, Observation
+from app.batching.stats import BatchStats
+from app.errors import DeadlineExceeded, ItemTooLarge, QueueFull, ShuttingDown
+
+T = TypeVar("T")
+U = TypeVar("U")
+
+_LOAD_EMA = 0.2
+
+
+def _entry_nbytes(entry: PrioritizedItem) -> int:
+    return item_nbytes(entry.item)
+
+
+class BatchProcessor(Generic[T, U]):
+    """Dynamic batcher: `enqueue_predict` items from any thread (or `await submit(...)` from
+    asyncio); a worker thread runs them through `process_func` in batches; each caller gets
+    its own row back through a `concurrent.futures.Future`."""
+
+    def __init__(
+        self,
+        config: BatchProcessorConfig | None = None,
+        metrics_collector: Any | None = None,
+        *,
+        memory_probe: Callable[[], float] | None = None,
+    ) -> None:
+        self.config = config if config is not None else BatchProcessorConfig()
+        cfg = self.config
+        self.metrics = metrics_collector
+        self.logger = logging.getLogger("app.batching")
+        self.queue = ItemQueue(
+            cfg.max_queue_size,
+            prioritized=cfg.enable_priority_queue,
+            aging_s=cfg.priority_aging,
+        )
+        self.stop_event = threading.Event()
+        self.paused_event = threading.Event()
+        self.shutdown_event = threading.Event()
+        self.batch_ready_event = threading.Event()
+        self.worker_thread: threading.Thread | None = None
+        self.worker_lock = threading.RLock()
+        self.executor: ThreadPoolExecutor | None = None
+        self.stats = BatchStats(cfg.monitoring_window) if cfg.enable_monitoring else None
+        self._sizer = AdaptiveSizer(
+            cfg.min_batch_size,
+            cfg.max_batch_size,
+            cfg.initial_batch_size,
+            latency_budget_s=cfg.item_timeout / 2 if cfg.item_timeout else None,
+        )
+        self._batch_size_lock = threading.RLock()
+        self._max_batch_memory = cfg.max_batch_memory_bytes
+        self._system_load = 0.0
+        self._last_batch_start: float | None = None
+        self._active_batches: dict[int, float] = {}
+        self._inflight: list[PrioritizedItem] = []
+        self._sequence = itertools.count()
+        self._batch_ids = itertools.count(1)
+        self._rejected: Counter[str] = Counter()
+        self._abort_event = threading.Event()
+        self._reaper_wake = threading.Event()
+        self._threads: list[threading.Thread] = []
+        kwargs = {"memory_probe": memory_probe} if memory_probe is not None else {}
+        self._health = HealthChecker(cfg, **kwargs)
+        self._last_health: HealthReport | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self, process_func: Callable[[Any], Any]) -> None:
+        """Start the worker (and reaper, and health monitor) running `process_func`.
+
+        Raises `RuntimeError` if already started or stopped.
+        """
+        with self.worker_lock:
+            if self.worker_thread is not None or self.stop_event.is_set():
+                raise RuntimeError("BatchProcessor can be started only once")
+            self.executor = ThreadPoolExecutor(
+                self.config.max_workers, thread_name_prefix="batchserve-item"
+            )
+            runner = GroupRunner(
+                process_func,
+                max_retries=self.config.max_retries,
+                retry_delay=self.config.retry_delay,
+                isolate_failures=self.config.isolate_failures,
+                collector=self.metrics,
+                stop_event=self._abort_event,
+            )
+            self.worker_thread = self._spawn("batchserve-worker", self._wrapped_worker_loop, runner)
+            self._spawn("batchserve-deadlines", self._deadline_loop)
+            if self.config.enable_health_monitoring:
+                self._spawn("batchserve-health", self._health_check_loop)
+
+    def _spawn(self, name: str, target: Callable[..., None], *args: Any) -> threading.Thread:
+        thread = threading.Thread(target=target, args=args, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+        return thread
+
+    def stop(self, timeout: float | None = 5.0) -> None:
+        """Refuse new items, process what is queued for up to `timeout` seconds, then fail
+        whatever is left (queued or still running) with `ShuttingDown`. Idempotent."""
+        with self.worker_lock:
+            if self.stop_event.is_set():
+                return
+            self.stop_event.set()
+        self.queue.close()
+        self.paused_event.clear()
+        worker = self.worker_thread
+        if worker is not None:
+            worker.join(timeout)
+        if worker is None or worker.is_alive():
+            self._abort("the batch processor stopped before this item was processed")
+        self.shutdown_event.set()
+        self._reaper_wake.set()
+        for thread in self._threads:
+            if thread is not worker:
+                thread.join(1.0)
+        if self.executor is not None:
+            self.executor.shutdown(wait=False, cancel_futures=True)
+        self.logger.info("batch processor stopped")
+
+    def _abort(self, reason: str) -> None:
+        self._abort_event.set()
+        left = self.queue.abort()
+        self._fail(left, ShuttingDown(reason), REJECT_SHUTTING_DOWN)
+        running = list(self._inflight)
+        if running:
+            self.logger.warning("%d item(s) still running at the drain deadline", len(running))
+            self._fail(running, ShuttingDown("the drain deadline passed while the model ran"))
+
+    def pause(self) -> None:
+        """Dispatch nothing new; queued items stay queued (their deadlines still apply)."""
+        if self.stop_event.is_set():
+            return
+        self.paused_event.set()
+        self.queue.set_paused(True)
+
+    def resume(self) -> None:
+        """Resume dispatching after `pause`."""
+        self.paused_event.clear()
+        if not self.stop_event.is_set():
+            self.queue.set_paused(False)
+
+    # -- submission -------------------------------------------------------------------------
+
+    def enqueue(
+        self,
+        item: T,
+        timeout: float | None = None,
+        priority: BatchPriority = BatchPriority.NORMAL,
+        *,
+        item_timeout: float | None = None,
+    ) -> None:
+        """Queue `item` for processing without a result for the caller (errors are logged)."""
+        future = self.enqueue_predict(item, timeout, priority, item_timeout=item_timeout)
+        future.add_done_callback(self._log_fire_and_forget)
+
+    def _log_fire_and_forget(self, future: Future[Any]) -> None:
+        if not future.cancelled() and future.exception() is not None:
+            self.logger.warning("enqueued item failed: %s", future.exception())
+
+    def enqueue_predict(
+        self,
+        item: T,
+        timeout: float | None = None,
+        priority: BatchPriority = BatchPriority.NORMAL,
+        *,
+        item_timeout: float | None = None,
+    ) -> Future[U]:
+        """Queue `item` and return a future for its result row.
+
+        `timeout`: seconds to wait for room when the queue is full (None = wait as long as it
+        takes, 0 = not at all). `item_timeout`: this item's deadline in seconds from now
+        (default `config.item_timeout`). Raises `QueueFull` or `ShuttingDown` (both
+        `RuntimeError`s) and `ItemTooLarge` (a `ValueError`).
+        """
+        return self.enqueue_many([item], timeout, priority, item_timeout=item_timeout)[0]
+
+    def enqueue_many(
+        self,
+        items: Sequence[T],
+        timeout: float | None = None,
+        priority: BatchPriority = BatchPriority.NORMAL,
+        *,
+        item_timeout: float | None = None,
+    ) -> list[Future[U]]:
+        """Queue several items atomically (all or none); one future per item, in order."""
+        if self.stop_event.is_set():
+            self._count_reject(REJECT_SHUTTING_DOWN, len(items))
+            raise ShuttingDown("the batch processor is shutting down")
+        self._check_sizes(items)
+        limit = self.config.item_timeout if item_timeout is None else item_timeout
+        if limit is not None and limit <= 0:
+            raise ValueError(f"item_timeout must be > 0 seconds, got {limit}")
+        now = time.monotonic()
+        deadline = None if limit is None else now + limit
+        level = BatchPriority(priority)
+        seq = self._sequence
+        entries = [
+            PrioritizedItem(level, next(seq), item, Future(), now, deadline) for item in items
+        ]
+        try:
+            if self.queue.put_many(entries, timeout):
+                self._reaper_wake.set()
+        except QueueFull:
+            self._count_reject(REJECT_QUEUE_FULL, len(items))
+            raise
+        except ShuttingDown:
+            self._count_reject(REJECT_SHUTTING_DOWN, len(items))
+            raise
+        notify(self.metrics, "on_enqueue", level.name.lower(), len(self.queue))
+        return [entry.future for entry in entries]  # type: ignore[misc]
+
+    def _check_sizes(self, items: Sequence[T]) -> None:
+        cap = self._max_batch_memory
+        if cap is None:
+            return
+        for item in items:
+            size = item_nbytes(item)
+            if size > cap:
+                self._count_reject(REJECT_TOO_LARGE)
+                raise ItemTooLarge(
+                    f"item of {size} bytes exceeds max_batch_memory_mb="
+                    f"{self.config.max_batch_memory_mb:g} ({cap} bytes)"
+                )
+
+    async def submit(
+        self,
+        item: T,
+        *,
+        priority: BatchPriority = BatchPriority.NORMAL,
+        item_timeout: float | None = None,
+    ) -> U:
+        """Awaitable `enqueue_predict` that never blocks the event loop: a full queue raises
+        `QueueFull` at once. Cancelling the awaiting task cancels the queued item."""
+        future = self.enqueue_many([item], 0, priority, item_timeout=item_timeout)[0]
+        try:
+            return await asyncio.wrap_future(future)
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
+
+    async def submit_many(
+        self,
+        items: Sequence[T],
+        *,
+        priority: BatchPriority = BatchPriority.NORMAL,
+        item_timeout: float | None = None,
+    ) -> list[U]:
+        """Submit several items atomically and await all results, in order. If one fails,
+        the others still queued are cancelled and the first error is raised."""
+        futures = self.enqueue_many(items, 0, priority, item_timeout=item_timeout)
+        try:
+            return list(await asyncio.gather(*(asyncio.wrap_future(f) for f in futures)))
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
+
+    # -- the worker -------------------------------------------------------------------------
+
+    def _wrapped_worker_loop(self, runner: GroupRunner) -> None:
+        """Keep the worker alive: a crash fails the batch in hand and the loop restarts."""
+        while True:
+            try:
+                self._worker_loop(runner)
+                return
+            except Exception:
+                self.logger.exception("batch worker crashed; failing its batch and restarting")
+                self._fail(list(self._inflight), ShuttingDown("internal error in the batch worker"))
+                self._inflight = []
+                self.batch_ready_event.clear()
+
+    def _worker_loop(self, runner: GroupRunner) -> None:
+        while True:
+            self._respect_min_interval()
+            entries = self._collect_batch()
+            if not entries:
+                return
+            self._process_batch(entries, runner)
+
+    def _respect_min_interval(self) -> None:
+        interval = self.config.min_batch_interval
+        if interval <= 0 or self._last_batch_start is None:
+            return
+        wait = self._last_batch_start + interval - time.monotonic()
+        if wait > 0:
+            self._abort_event.wait(wait)
+
+    def _collect_batch(self) -> list[PrioritizedItem]:
+        """Take the next batch according to the strategy (see `BatchProcessingStrategy`)."""
+        target = self.current_batch_size
+        cap = self._max_batch_memory
+        entries = self.queue.take(target, cap, _entry_nbytes)
+        if self.config.processing_strategy is not BatchProcessingStrategy.FIXED or not entries:
+            return entries
+        until = time.monotonic() + self.config.batch_timeout
+        while len(entries) < target:
+            remaining = until - time.monotonic()
+            if remaining <= 0 or not self.queue.wait_for_items(remaining):
+                break
+            left = None if cap is None else cap - sum(_entry_nbytes(e) for e in entries)
+            more = self.queue.take_nowait(target - len(entries), left, _entry_nbytes)
+            if not more:
+                break
+            entries.extend(more)
+        return entries
+
+    def _process_batch(self, entries: list[PrioritizedItem], runner: GroupRunner) -> None:
+        batch_id = next(self._batch_ids)
+        start = time.monotonic()
+        self._update_system_load(start)
+        self._active_batches[batch_id] = start
+        self._inflight = entries
+        self.batch_ready_event.set()
+        try:
+            live = self._admit(entries, start)
+            for key, group in self._group(live).items():
+                self._run_group(key, group, runner)
+        finally:
+            self._inflight = []
+            del self._active_batches[batch_id]
+            self.batch_ready_event.clear()
+        notify(self.metrics, "on_queue_depth", self.queue.depth_by_priority())
+
+    def _admit(self, entries: list[PrioritizedItem], now: float) -> list[PrioritizedItem]:
+        """Drop cancelled and expired entries; mark the rest running (no longer cancellable)."""
+        live: list[PrioritizedItem] = []
+        for entry in entries:
+            future = entry.future
+            try:
+                running = future is None or future.set_running_or_notify_cancel()
+            except RuntimeError:  # settled by someone else while queued
+                running = False
+            if not running:
+                self._count_reject(REJECT_CANCELLED)
+            elif entry.deadline is not None and entry.deadline <= now:
+                self._expire(entry, now)
+            else:
+                live.append(entry)
+        return live
+
+    @staticmethod
+    def _group(entries: list[PrioritizedItem]) -> dict[Hashable | None, list[PrioritizedItem]]:
+        groups: dict[Hashable | None, list[PrioritizedItem]] = defaultdict(list)
+        for entry in entries:
+            groups[group_key(entry.item)].append(entry)
+        return groups
+
+    def _run_group(
+        self, key: Hashable | None, group: list[PrioritizedItem], runner: GroupRunner
+    ) -> None:
+        start = time.monotonic()
+        if key is None:
+            assert self.executor is not None
+            failed = sum(self.executor.map(runner.run_single, group))
+        else:
+            failed = runner.run(group)
+        end = time.monotonic()
+        self._after_group(group, start, end, failed)
+
+    def _after_group(
+        self, group: list[PrioritizedItem], start: float, end: float, failed: int
+    ) -> None:
+        size = len(group)
+        waits = [start - e.enqueue_time for e in group]
+        elapsed = end - start
+        target = self.current_batch_size
+        depth = len(self.queue)
+        if self.stats is not None:
+            latency = sum(end - e.enqueue_time for e in group) / size
+            self.stats.update(elapsed, size - failed, sum(waits) / size, latency, depth)
+            if failed:
+                self.stats.record_error(failed)
+        notify(self.metrics, "on_batch", size, target, elapsed, waits)
+        if failed and self.config.reduce_batch_on_failure:
+            self._set_target(self._sizer.back_off())
+        elif self._adaptive:
+            observation = Observation(size, depth, elapsed, self._system_load)
+            self._set_target(self._sizer.observe(observation))
+        cfg = self.config
+        if cfg.enable_memory_optimization and size >= cfg.gc_batch_threshold:
+            gc.collect(1)
+        if cfg.debug_mode:
+            self.logger.debug(
+                "batch of %d (target %d, %d failed) in %.3f ms", size, target, failed, elapsed * 1e3
+            )
+
+    @property
+    def _adaptive(self) -> bool:
+        cfg = self.config
+        return (
+            cfg.enable_adaptive_batching
+            and cfg.processing_strategy is BatchProcessingStrategy.ADAPTIVE
+        )
+
+    def _update_system_load(self, start: float) -> None:
+        """EMA of the worker's busy fraction between two batch starts (0 idle .. 1 saturated)."""
+        last = self._last_batch_start
+        self._last_batch_start = start
+        if last is None or self.stats is None or not self.stats.processing_times:
+            return
+        interval = start - last
+        if interval > 0:
+            busy = min(1.0, self.stats.processing_times[-1] / interval)
+            self._system_load += _LOAD_EMA * (busy - self._system_load)
+
+    # -- deadlines and health ---------------------------------------------------------------
+
+    def _deadline_loop(self) -> None:
+        while not self.shutdown_event.is_set():
+            self._reaper_wake.clear()
+            now = time.monotonic()
+            expired = self.queue.expire(now)
+            for entry in expired:
+                self._expire(entry, now)
+            upcoming = self.queue.next_deadline()
+            wait = None if upcoming is None else max(0.0, upcoming - time.monotonic())
+            self._reaper_wake.wait(wait)
+
+    def _health_check_loop(self) -> None:
+        while not self.shutdown_event.wait(self.config.health_check_interval):
+            self.check_health()
+
+    def check_health(self) -> HealthReport:
+        """Run every health check now; on critical memory, shrink batches and collect garbage."""
+        now = time.monotonic()
+        worker = self.worker_thread
+        snapshot = EngineSnapshot(
+            worker_alive=worker is not None and worker.is_alive(),
+            batch_ages_s=[now - t for t in list(self._active_batches.values())],
+            queue_size=len(self.queue),
+            running=worker is not None and not self.stop_event.is_set(),
+        )
+        report = self._health.check(snapshot)
+        if report.memory_critical:
+            self._set_target(self._sizer.back_off())
+            gc.collect()
+        previous = self._last_health
+        if previous is None or previous.state is not report.state:
+            log = self.logger.info if report.state is HealthState.HEALTHY else self.logger.warning
+            log("engine health %s: %s", report.state.value, "; ".join(report.reasons) or "ok")
+        self._last_health = report
+        return report
+
+    def health(self) -> HealthReport:
+        """A fresh health report (same as `check_health`)."""
+        return self.check_health()
+
+    # -- sizing and stats -------------------------------------------------------------------
+
+    @property
+    def current_batch_size(self) -> int:
+        """The current target batch size."""
+        return self._sizer.target
+
+    def update_batch_size(self, new_size: int) -> None:
+        """Set the target batch size; raises `ValueError` outside [min, max]_batch_size."""
+        cfg = self.config
+        if not cfg.min_batch_size <= new_size <= cfg.max_batch_size:
+            raise ValueError(
+                f"batch size must be within min_batch_size={cfg.min_batch_size} and "
+                f"max_batch_size={cfg.max_batch_size}, got {new_size}"
+            )
+        self._set_target(self._sizer.set_target(new_size))
+
+    def _set_target(self, size: int) -> None:
+        with self._batch_size_lock:
+            notify(self.metrics, "on_target_size", size)
+
+    def get_stats(self) -> dict[str, Any]:
+        """Window statistics plus engine state; an empty dict when monitoring is disabled."""
+        if self.stats is None:
+            return {}
+        stats: dict[str, Any] = dict(self.stats.get_stats())
+        stats.update(
+            current_batch_size=self.current_batch_size,
+            queue_size=len(self.queue),
+            queue_by_priority=self.queue.depth_by_priority(),
+            active_batches=len(self._active_batches),
+            is_paused=self.is_paused,
+            is_running=self.is_running,
+            system_load=self._system_load,
+            rejected=dict(self._rejected),
+            strategy=self.config.processing_strategy.value,
+        )
+        return stats
+
+    @property
+    def is_running(self) -> bool:
+        """Started and not stopped."""
+        return self.worker_thread is not None and not self.stop_event.is_set()
+
+    @property
+    def is_paused(self) -> bool:
+        """Paused by `pause()`."""
+        return self.paused_event.is_set()
+
+    def __len__(self) -> int:
+        return len(self.queue)
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def _count_reject(self, reason: str, count: int = 1) -> None:
+        self._rejected[reason] += count
+        notify(self.metrics, "on_rejected", reason, count)
+
+    def _fail(
+        self, entries: list[PrioritizedItem], error: Exception, reason: str | None = None
+    ) -> None:
+        failed = sum(settle_error(e.future, type(error)(*error.args)) for e in entries)
+        if reason is not None and failed:
+            self._count_reject(reason, failed)
+
+    def _expire(self, entry: PrioritizedItem, now: float) -> None:
+        self._fail([entry], DeadlineExceeded(_deadline_message(entry, now)), REJECT_DEADLINE)
+
+
+def _deadline_message(entry: PrioritizedItem, now: float) -> str:
+    waited = now - entry.enqueue_time
+    return f"deadline passed after {waited:.3f}s in the queue, before the model ran"

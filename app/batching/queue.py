@@ -1,0 +1,262 @@
+"""The engine's bounded priority queue.
+
+One lock guards everything. Items wait in one FIFO deque per priority level; `take` serves the
+highest non-empty level first, except that an item that has waited longer than the aging limit
+is served before younger items of higher levels, so LOW is never starved under sustained HIGH
+load. Items leave the queue in one of three ways: taken for a batch, expired by the deadline
+reaper (`expire`), or failed by `abort` at shutdown. Entries removed out of order stay in their
+deque marked ``removed`` and are skipped lazily, which keeps every operation O(1) amortised.
+"""
+
+from __future__ import annotations
+
+import heapq
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+
+from app.batching.config import BatchPriority, PrioritizedItem
+from app.errors import QueueFull, ShuttingDown
+
+Clock = Callable[[], float]
+
+
+class ItemQueue:
+    """Bounded, thread-safe priority queue of `PrioritizedItem` with deadlines and a pause gate."""
+
+    def __init__(
+        self,
+        maxsize: int,
+        *,
+        prioritized: bool = True,
+        aging_s: float | None = None,
+        clock: Clock = time.monotonic,
+    ) -> None:
+        self._maxsize = maxsize
+        self._prioritized = prioritized
+        self._aging_s = aging_s
+        self._clock = clock
+        self._levels: tuple[deque[PrioritizedItem], ...] = tuple(deque() for _ in BatchPriority)
+        self._counts = [0] * len(BatchPriority)
+        self._size = 0
+        self._deadlines: list[tuple[float, int, PrioritizedItem]] = []
+        self._lock = threading.Lock()
+        self._not_empty = threading.Condition(self._lock)
+        self._not_full = threading.Condition(self._lock)
+        self._paused = False
+        self._closed = False
+        self._aborted = False
+
+    # -- producers ---------------------------------------------------------------------------
+
+    def put_many(self, entries: list[PrioritizedItem], timeout: float | None) -> bool:
+        """Admit all `entries` or none, waiting up to `timeout` seconds for room.
+
+        Returns True when one of them now carries the earliest deadline in the queue (the
+        caller wakes its deadline reaper). Raises `QueueFull` after the timeout (at once when
+        `timeout` is 0) and `ShuttingDown` once the queue is closed.
+        """
+        needed = len(entries)
+        with self._not_full:
+            if needed > self._maxsize:
+                raise QueueFull(
+                    f"{needed} items exceed max_queue_size={self._maxsize}", retry_after_s=1.0
+                )
+            if not self._wait_for_room(needed, timeout):
+                raise QueueFull(f"queue full ({self._size}/{self._maxsize} items)")
+            earliest = self._deadlines[0][0] if self._deadlines else None
+            new_earliest = False
+            for entry in entries:
+                level = entry.priority if self._prioritized else BatchPriority.NORMAL
+                self._levels[level].append(entry)
+                self._counts[entry.priority] += 1
+                if entry.deadline is not None:
+                    heapq.heappush(self._deadlines, (entry.deadline, entry.sequence, entry))
+                    new_earliest |= earliest is None or entry.deadline < earliest
+            self._size += needed
+            self._not_empty.notify()
+            return new_earliest
+
+    def _wait_for_room(self, needed: int, timeout: float | None) -> bool:
+        end = None if timeout is None else self._clock() + timeout
+        while True:
+            if self._closed:
+                raise ShuttingDown("the batch processor is shutting down")
+            if self._size + needed <= self._maxsize:
+                return True
+            remaining = None if end is None else end - self._clock()
+            if remaining is not None and remaining <= 0:
+                return False
+            self._not_full.wait(remaining)
+
+    # -- the worker --------------------------------------------------------------------------
+
+    def take(
+        self, max_items: int, max_bytes: int | None, size_of: Callable[[PrioritizedItem], int]
+    ) -> list[PrioritizedItem]:
+        """Wait for work, then remove up to `max_items` entries (and `max_bytes` bytes).
+
+        Blocks while the queue is empty or paused. Returns an empty list once the queue is
+        closed and empty, or aborted. Cancelled entries are returned too; the caller drops them.
+        """
+        with self._not_empty:
+            while not self._aborted and (self._size == 0 or self._paused):
+                if self._closed and self._size == 0:
+                    return []
+                self._not_empty.wait()
+            if self._aborted:
+                return []
+            return self._take_locked(max_items, max_bytes, size_of)
+
+    def take_nowait(
+        self, max_items: int, max_bytes: int | None, size_of: Callable[[PrioritizedItem], int]
+    ) -> list[PrioritizedItem]:
+        """Remove up to `max_items` entries that are queued right now, without waiting."""
+        with self._lock:
+            if self._aborted or self._paused:
+                return []
+            return self._take_locked(max_items, max_bytes, size_of)
+
+    def wait_for_items(self, timeout: float) -> bool:
+        """Wait up to `timeout` seconds for at least one queued, unpaused item."""
+        end = self._clock() + timeout
+        with self._not_empty:
+            while self._size == 0 or self._paused:
+                remaining = end - self._clock()
+                if remaining <= 0 or self._aborted or self._closed:
+                    return False
+                self._not_empty.wait(remaining)
+            return True
+
+    def _take_locked(
+        self, max_items: int, max_bytes: int | None, size_of: Callable[[PrioritizedItem], int]
+    ) -> list[PrioritizedItem]:
+        taken: list[PrioritizedItem] = []
+        used = 0
+        now = self._clock()
+        while len(taken) < max_items and self._size > 0:
+            level = self._pick_level(now)
+            entry = self._levels[level][0]
+            if max_bytes is not None:
+                cost = size_of(entry)
+                if taken and used + cost > max_bytes:
+                    break
+                used += cost
+            self._levels[level].popleft()
+            self._remove_locked(entry)
+            taken.append(entry)
+        if taken:
+            self._not_full.notify(len(taken))
+        return taken
+
+    def _pick_level(self, now: float) -> int:
+        """The level to serve next: the highest non-empty, unless a lower head has aged out."""
+        aging = self._aging_s
+        best = -1
+        for level, items in enumerate(self._levels):
+            while items and items[0].removed:
+                items.popleft()
+            if not items:
+                continue
+            if best < 0:
+                best = level
+                if aging is None:
+                    return best
+            elif (
+                aging is not None
+                and now - items[0].enqueue_time >= aging
+                and items[0].enqueue_time < self._levels[best][0].enqueue_time
+            ):
+                best = level
+        return best
+
+    def _remove_locked(self, entry: PrioritizedItem) -> None:
+        entry.removed = True
+        self._size -= 1
+        self._counts[entry.priority] -= 1
+
+    # -- deadlines, pause, shutdown ------------------------------------------------------------
+
+    def expire(self, now: float) -> list[PrioritizedItem]:
+        """Remove and return the queued entries whose deadline is at or before `now`."""
+        expired: list[PrioritizedItem] = []
+        with self._lock:
+            heap = self._deadlines
+            while heap and heap[0][0] <= now:
+                _, _, entry = heapq.heappop(heap)
+                if not entry.removed:
+                    self._remove_locked(entry)
+                    expired.append(entry)
+            if len(heap) > 2 * self._size + 64:
+                self._deadlines = [item for item in heap if not item[2].removed]
+                heapq.heapify(self._deadlines)
+            if expired:
+                self._not_full.notify(len(expired))
+        return expired
+
+    def next_deadline(self) -> float | None:
+        """The earliest deadline of a queued entry, or None."""
+        with self._lock:
+            heap = self._deadlines
+            while heap and heap[0][2].removed:
+                heapq.heappop(heap)
+            return heap[0][0] if heap else None
+
+    def set_paused(self, paused: bool) -> None:
+        """Hold (or release) every queued item; `take` waits while paused."""
+        with self._lock:
+            self._paused = paused
+            self._not_empty.notify_all()
+
+    def close(self) -> None:
+        """Refuse new items from now on; queued items can still be taken (pause is lifted)."""
+        with self._lock:
+            self._closed = True
+            self._paused = False
+            self._not_empty.notify_all()
+            self._not_full.notify_all()
+
+    def abort(self) -> list[PrioritizedItem]:
+        """Close, wake every waiter, and remove and return everything still queued."""
+        with self._lock:
+            self._closed = True
+            self._aborted = True
+            left = [e for level in self._levels for e in level if not e.removed]
+            for entry in left:
+                self._remove_locked(entry)
+            for level in self._levels:
+                level.clear()
+            self._deadlines.clear()
+            self._not_empty.notify_all()
+            self._not_full.notify_all()
+            return left
+
+    # -- introspection ----------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return self._size
+
+    @property
+    def paused(self) -> bool:
+        """Whether the queue holds its items."""
+        return self._paused
+
+    @property
+    def closed(self) -> bool:
+        """Whether new items are refused."""
+        return self._closed
+
+    def depth_by_priority(self) -> dict[str, int]:
+        """Queued items per priority name (lower-case)."""
+        with self._lock:
+            return {p.name.lower(): self._counts[p] for p in BatchPriority}
+
+    def oldest_wait(self, now: float) -> float:
+        """Seconds the oldest queued item has waited (0 when empty)."""
+        with self._lock:
+            heads = [
+                next((e.enqueue_time for e in level if not e.removed), now)
+                for level in self._levels
+            ]
+        return max(0.0, now - min(heads))
