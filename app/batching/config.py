@@ -104,6 +104,25 @@ class BatchProcessorConfig(BaseModel):
         60.0, gt=0, description="A batch running longer than this is reported stuck (s)."
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _derive_defaults(cls, data: Any) -> Any:
+        """Unset sizes follow the ones that are set: the initial batch size is clamped into
+        [min, max], and the queue thresholds default to 50% and 90% of the queue."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        if data.get("initial_batch_size") is None:
+            low = _as_int(data.get("min_batch_size"), 1)
+            high = _as_int(data.get("max_batch_size"), 128)
+            data["initial_batch_size"] = max(low, min(32, high))
+        queue = _as_int(data.get("max_queue_size"), 10_000)
+        if data.get("queue_warning_threshold") is None:
+            data["queue_warning_threshold"] = max(1, queue // 2)
+        if data.get("queue_critical_threshold") is None:
+            data["queue_critical_threshold"] = max(2, queue * 9 // 10)
+        return data
+
     @model_validator(mode="after")
     def _check_cross_field(self) -> Self:
         if not self.min_batch_size <= self.initial_batch_size <= self.max_batch_size:
@@ -131,6 +150,14 @@ class BatchProcessorConfig(BaseModel):
         if self.max_batch_memory_mb is None:
             return None
         return int(self.max_batch_memory_mb * 1024 * 1024)
+
+
+def _as_int(value: Any, default: int) -> int:
+    """Best-effort int for deriving defaults; a bad value is left for field validation."""
+    try:
+        return int(value) if value is not None else default
+    except (TypeError, ValueError):
+        return default
 
 
 @dataclass(order=True, slots=True)

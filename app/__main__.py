@@ -1,0 +1,61 @@
+"""`batchserve` / `python -m app`: the command line.
+
+`batchserve serve [--host H] [--port P] [--<any-setting> VALUE ...]`: every field of
+`app.config.Settings` is a flag (`--max-batch-size 64`), overriding `BATCHSERVE_*` variables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from pydantic import ValidationError
+
+from app import __version__
+from app.config import Settings
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The CLI parser, with one `serve` flag per setting."""
+    parser = argparse.ArgumentParser(prog="batchserve", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"batchserve {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="start the HTTP service")
+    for name, field in Settings.model_fields.items():
+        flag = "--" + name.replace("_", "-")
+        serve.add_argument(flag, dest=name, default=None, metavar="VALUE", help=field.description)
+    return parser
+
+
+def load_settings(overrides: dict[str, Any]) -> Settings:
+    """Settings from the environment plus CLI overrides; exits with a clear message on error
+    (without echoing any input value, so a secret never reaches the terminal or logs)."""
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        lines = [
+            f"  {'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}"
+            for err in exc.errors(include_input=False, include_url=False)
+        ]
+        sys.stderr.write("batchserve: invalid settings\n" + "\n".join(lines) + "\n")
+        raise SystemExit(2) from None
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point of the `batchserve` console script."""
+    args = vars(build_parser().parse_args(argv))
+    command = args.pop("command")
+    if command == "serve":
+        settings = load_settings(args)
+        from app.server.logs import configure_logging
+        from app.server.runner import serve
+
+        secrets = [settings.admin_token.get_secret_value()] if settings.admin_token else []
+        configure_logging(settings.log_format, settings.log_level, secrets)
+        serve(settings)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,93 @@
+"""Settings of the service: every engine knob plus the server's own, validated once at start.
+
+Each field reads the environment variable ``BATCHSERVE_<FIELD>`` (e.g. ``BATCHSERVE_PORT``,
+``BATCHSERVE_MAX_BATCH_SIZE``); CLI flags override the environment. Nothing else in the
+project reads ``os.environ``.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any, Self
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from app.batching.config import BatchProcessorConfig
+
+
+class LogFormat(enum.StrEnum):
+    """How log lines are written."""
+
+    TEXT = "text"
+    JSON = "json"
+
+
+class Settings(BaseSettings, BatchProcessorConfig):
+    """The whole configuration: the engine's fields (see `BatchProcessorConfig`) and these."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="BATCHSERVE_",
+        extra="ignore",
+        frozen=True,
+        validate_default=True,
+        case_sensitive=False,
+    )
+
+    host: str = Field("127.0.0.1", description="Address to bind.")
+    port: int = Field(8000, ge=0, le=65535, description="TCP port to bind (0 = any free port).")
+    model: str = Field(
+        "",
+        description="Model reference: 'pkg.module:attr' or a .onnx/.joblib/.pkl/.pt file;"
+        " empty = the embedded digits classifier.",
+    )
+    model_name: str = Field(
+        "", pattern=r"^[A-Za-z0-9_.-]*$", description="Served model name (default: derived)."
+    )
+    admin_token: SecretStr | None = Field(
+        None, description="Bearer token for /admin routes; unset = admin disabled."
+    )
+    max_body_bytes: int = Field(
+        16 * 1024 * 1024, ge=1024, description="Largest accepted request body (bytes)."
+    )
+    request_timeout_s: float | None = Field(
+        30.0, gt=0, description="Default per-request deadline (s); None = none."
+    )
+    max_request_timeout_s: float = Field(
+        300.0, gt=0, description="Largest deadline a client may ask for (s)."
+    )
+    drain_timeout_s: float = Field(
+        30.0, ge=0, description="On shutdown, how long accepted work may still run (s)."
+    )
+    shutdown_grace_s: float = Field(
+        0.0,
+        ge=0,
+        description="On shutdown, how long to keep serving while readiness reports 503 (s).",
+    )
+    warmup: bool = Field(True, description="Run one batch through the model before ready.")
+    fast_path: bool = Field(True, description="Serve POST /predict from a lean ASGI handler.")
+    log_format: LogFormat = Field(LogFormat.TEXT, description="text or json log lines.")
+    log_level: str = Field(
+        "info", pattern=r"^(?i:critical|error|warning|info|debug)$", description="Log level."
+    )
+    access_log: bool = Field(True, description="One log line per request.")
+
+    @model_validator(mode="after")
+    def _check_server(self) -> Self:
+        if (
+            self.request_timeout_s is not None
+            and self.request_timeout_s > self.max_request_timeout_s
+        ):
+            raise ValueError("request_timeout_s must not exceed max_request_timeout_s")
+        return self
+
+    def engine_config(self) -> BatchProcessorConfig:
+        """The engine's part of the settings."""
+        fields = BatchProcessorConfig.model_fields
+        return BatchProcessorConfig(**{name: getattr(self, name) for name in fields})
+
+    def public_dict(self) -> dict[str, Any]:
+        """Settings safe to show (the admin token is reduced to whether it is set)."""
+        data = self.model_dump(mode="json", exclude={"admin_token"})
+        data["admin_enabled"] = self.admin_token is not None
+        return data

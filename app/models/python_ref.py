@@ -1,0 +1,109 @@
+"""Models named by a Python reference, ``package.module:attr``, or given as an object."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import re
+from collections.abc import Callable
+from typing import TypeGuard
+
+from app.errors import ModelLoadError
+from app.models.base import LoadedModel
+from app.models.spec import BatchFn, specs_from_object
+
+PYTHON_PLATFORM = "batchserve_python"
+
+_MODULE_RE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
+
+
+def load_python_ref(ref: str, name: str | None = None) -> LoadedModel:
+    """Import ``package.module:attr`` and turn the attribute into a `LoadedModel`.
+
+    ``attr`` may be dotted (``mod:Holder.model``). The served name defaults to the last part
+    of ``attr``. The module must be importable (installed, or on ``PYTHONPATH``). Raises
+    `ModelLoadError` on a malformed reference, an import failure or a missing attribute.
+    """
+    module_name, _, attr_path = ref.partition(":")
+    if not _MODULE_RE.match(module_name) or not attr_path or not _MODULE_RE.match(attr_path):
+        raise ModelLoadError(f"bad model reference {ref!r}: expected 'package.module:attr'")
+    try:
+        target: object = importlib.import_module(module_name)
+    except Exception as exc:
+        raise ModelLoadError(
+            f"cannot import module {module_name!r} for model {ref!r}: "
+            f"{type(exc).__name__}: {exc} (is it installed or on PYTHONPATH?)"
+        ) from exc
+    for part in attr_path.split("."):
+        try:
+            target = getattr(target, part)
+        except AttributeError:
+            raise ModelLoadError(f"model reference {ref!r}: {part!r} not found") from None
+    return model_from_object(target, name or attr_path.rsplit(".", 1)[-1])
+
+
+def model_from_object(target: object, name: str, platform: str = PYTHON_PLATFORM) -> LoadedModel:
+    """Wrap an in-memory model; the rules are those of a ``package.module:attr`` reference.
+
+    ``target`` is a class or a zero-argument function (a factory, called once here), an
+    object with a ``predict`` method (used even if the object is also callable), or a batch
+    function. Declarations (see `app.models`) are read from the model object, then from
+    ``target``. Raises `ModelLoadError` if a factory fails or nothing callable is found.
+    """
+    model = _build(target, name) if _is_factory(target) else target
+    inputs, outputs, allow_non_finite = specs_from_object(model, target)
+    return LoadedModel(
+        name=name,
+        platform=platform,
+        predict_fn=_batch_fn(model, name),
+        inputs=inputs,
+        outputs=outputs,
+        allow_non_finite=allow_non_finite,
+    )
+
+
+def _is_factory(target: object) -> TypeGuard[Callable[[], object]]:
+    """Classes always; functions only when they cannot take a batch but can take nothing."""
+    if inspect.isclass(target):
+        return True
+    if not callable(target) or callable(getattr(target, "predict", None)):
+        return False
+    try:
+        signature = inspect.signature(target)
+    except (TypeError, ValueError):  # builtins and ufuncs without a signature: batch functions
+        return False
+    return _binds(signature) and not _binds(signature, object())
+
+
+def _binds(signature: inspect.Signature, *args: object) -> bool:
+    try:
+        signature.bind(*args)
+    except TypeError:
+        return False
+    return True
+
+
+def _build(factory: Callable[[], object], name: str) -> object:
+    try:
+        return factory()
+    except Exception as exc:
+        raise ModelLoadError(
+            f"model {name!r}: calling factory {_qualname(factory)} with no arguments failed: "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def _batch_fn(model: object, name: str) -> BatchFn:
+    predict = getattr(model, "predict", None)
+    if callable(predict):
+        return predict  # type: ignore[no-any-return]
+    if callable(model):
+        return model
+    raise ModelLoadError(
+        f"model {name!r}: {_qualname(model)} is neither a batch function, a factory, "
+        "nor an object with a predict method"
+    )
+
+
+def _qualname(obj: object) -> str:
+    return str(getattr(obj, "__qualname__", None) or type(obj).__qualname__)

@@ -1,0 +1,1 @@
+"""HTTP layer of batchserve: the only place FastAPI is imported."""

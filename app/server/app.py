@@ -1,0 +1,81 @@
+"""`create_app(settings)`: the FastAPI application around one in-process engine."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+
+from app import __version__
+from app.config import Settings
+from app.errors import BatchServeError, InvalidInput
+from app.metrics import Metrics
+from app.server.errors import to_reply
+from app.server.lifecycle import drain_service, start_service
+from app.server.middleware import ServiceMiddleware
+from app.server.responses import JSONResponse
+from app.server.routes import admin, health, observe, predict
+from app.server.state import ServiceState
+
+DESCRIPTION = """Dynamic-batching inference server. Concurrent requests are coalesced into one
+model call per batch; each caller gets exactly its own rows back.
+
+Errors are `{"error": "...", "code": "..."}` with: 400 malformed, 413 too large, 415 content
+type, 422 invalid input, 429 queue full (Retry-After), 500 model failure, 503 not ready or
+shutting down, 504 deadline passed."""
+
+
+def create_app(
+    settings: Settings | None = None, *, metrics: Metrics | None = None
+) -> ServiceMiddleware:
+    """Build the ASGI application. Nothing is loaded until the lifespan starts."""
+    settings = settings if settings is not None else Settings()
+    state = ServiceState(settings=settings, metrics=metrics or Metrics())
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await start_service(state)
+        try:
+            yield
+        finally:
+            await drain_service(state)
+
+    api = FastAPI(
+        title="batchserve",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        default_response_class=JSONResponse,
+    )
+    api.state.service = state
+    for module in (predict, health, observe, admin):
+        api.include_router(module.router)
+    api.add_exception_handler(BatchServeError, _handle_error)
+    api.add_exception_handler(RequestValidationError, _handle_validation)
+    api.add_exception_handler(Exception, _handle_error)
+    return ServiceMiddleware(api, state)
+
+
+def _error_response(exc: Exception, request: Request) -> JSONResponse:
+    rid = getattr(request.state, "request_id", "")
+    reply = to_reply(exc, rid)
+    return JSONResponse(
+        {"error": reply.message, "code": reply.code},
+        status_code=reply.status,
+        headers=dict(reply.headers),
+    )
+
+
+async def _handle_error(request: Request, exc: Exception) -> JSONResponse:
+    return _error_response(exc, request)
+
+
+async def _handle_validation(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    details = "; ".join(
+        f"{'.'.join(str(p) for p in err.get('loc', ()))}: {err.get('msg', '')}"
+        for err in exc.errors()
+    )
+    return _error_response(InvalidInput(details or "invalid request"), request)

@@ -1,0 +1,56 @@
+"""Start-up and shutdown of the service: load, warm up, serve, then drain within a deadline."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from app.batching import BatchProcessor
+from app.models import load_model
+from app.server.state import Phase, ServiceState
+
+logger = logging.getLogger("app.server")
+
+
+async def start_service(state: ServiceState) -> None:
+    """Load the model, start the engine, warm it up with one batch, then report ready."""
+    settings = state.settings
+    begin = time.perf_counter()
+    model = await asyncio.to_thread(load_model, settings.model or None, settings.model_name or None)
+    load_time = time.perf_counter() - begin
+    state.metrics.set_model_loaded(model.name, model.platform, load_time)
+    config = settings.engine_config()
+    processor: BatchProcessor[object, object] = BatchProcessor(
+        config, metrics_collector=state.metrics
+    )
+    state.metrics.set_queue_capacity(config.max_queue_size)
+    state.metrics.on_target_size(processor.current_batch_size)
+    processor.start(model.predict_batch)
+    state.model, state.processor = model, processor
+    if settings.warmup:
+        row = model.warmup_row()
+        if row is not None:
+            await processor.submit(row)
+    state.set_phase(Phase.READY)
+    logger.info("serving model %r (%s), loaded in %.2fs", model.name, model.platform, load_time)
+
+
+async def drain_service(state: ServiceState) -> None:
+    """Report not-ready, keep serving for the grace window, then stop admitting and answer
+    every accepted request within `drain_timeout_s` (the rest get a shutting-down error).
+    Idempotent: a second call waits for nothing."""
+    if state.phase in (Phase.DRAINING, Phase.STOPPED):
+        return
+    settings = state.settings
+    state.set_phase(Phase.DRAINING)
+    logger.info("draining: readiness is now 503")
+    if settings.shutdown_grace_s > 0:
+        await asyncio.sleep(settings.shutdown_grace_s)
+    processor = state.processor
+    if processor is not None:
+        pending = len(processor)
+        logger.info("stopping the engine: %d queued item(s) to finish", pending)
+        await asyncio.to_thread(processor.stop, settings.drain_timeout_s)
+    state.set_phase(Phase.STOPPED)
+    logger.info("drained")

@@ -1,0 +1,186 @@
+"""The outermost ASGI layer: request ids, body-size limit, metrics, access log, and the lean
+fast path that serves `POST /predict` without the framework's routing."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+import orjson
+
+from app.errors import ItemTooLarge, MalformedRequest, PayloadTooLarge
+from app.server.errors import to_reply
+from app.server.predict import Reply, handle_predict
+from app.server.state import ServiceState
+from app.server.waiting import ClientDisconnected
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+access_logger = logging.getLogger("app.access")
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+PREDICT_PATH = "/predict"
+CLIENT_CLOSED = 499  # nginx's "client closed request": logged and counted, never sent
+
+
+def request_id_from(scope: Scope) -> str:
+    """The client's X-Request-ID when it is sane, otherwise a fresh one."""
+    for name, value in scope.get("headers", ()):
+        if name == b"x-request-id":
+            text: str = value.decode("latin-1")
+            if _REQUEST_ID.match(text):
+                return text
+    return uuid.uuid4().hex
+
+
+def declared_length(scope: Scope) -> int | None:
+    """The Content-Length header as an int, or None."""
+    for name, value in scope.get("headers", ()):
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                raise MalformedRequest("Content-Length is not a number") from None
+    return None
+
+
+async def read_body(receive: Receive, limit: int) -> bytes:
+    """Read the whole body, failing with `PayloadTooLarge` as soon as it passes `limit`."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnected()
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"request body exceeds max_body_bytes={limit}")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def limited(receive: Receive, limit: int) -> Receive:
+    """A `receive` that raises `PayloadTooLarge` once the body passes `limit` bytes."""
+    seen = [0]
+
+    async def wrapped() -> Message:
+        message = await receive()
+        if message["type"] == "http.request":
+            seen[0] += len(message.get("body", b""))
+            if seen[0] > limit:
+                raise PayloadTooLarge(f"request body exceeds max_body_bytes={limit}")
+        return message
+
+    return wrapped
+
+
+def error_as_reply(exc: Exception, request_id: str) -> Reply:
+    """An error in the service's JSON error format."""
+    err = to_reply(exc, request_id)
+    body = orjson.dumps({"error": err.message, "code": err.code})
+    return Reply(err.status, body, "application/json", list(err.headers))
+
+
+async def send_reply(send: Send, reply: Reply) -> None:
+    """Send a complete response."""
+    headers = [(b"content-type", reply.content_type.encode("latin-1"))]
+    headers.append((b"content-length", str(len(reply.body)).encode("latin-1")))
+    headers.extend((k.encode("latin-1"), v.encode("latin-1")) for k, v in reply.headers)
+    await send({"type": "http.response.start", "status": reply.status, "headers": headers})
+    await send({"type": "http.response.body", "body": reply.body})
+
+
+class ServiceMiddleware:
+    """Wraps the FastAPI app; see the module docstring."""
+
+    def __init__(self, app: ASGIApp, state: ServiceState) -> None:
+        self.app = app
+        self.state = state
+        self.limit = state.settings.max_body_bytes
+        self.fast_path = state.settings.fast_path
+        self.access_log = state.settings.access_log
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        request_id = request_id_from(scope)
+        scope.setdefault("state", {})["request_id"] = request_id
+        status = [CLIENT_CLOSED]
+        rid_header = (b"x-request-id", request_id.encode("latin-1"))
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+                message["headers"] = [*message.get("headers", ()), rid_header]
+            await send(message)
+
+        metrics = self.state.metrics
+        with metrics.track_inflight():
+            try:
+                await self._dispatch(scope, receive, send_with_id, request_id)
+            finally:
+                self._record(scope, status[0], time.perf_counter() - start, request_id)
+
+    async def _dispatch(self, scope: Scope, receive: Receive, send: Send, rid: str) -> None:
+        try:
+            length = declared_length(scope)
+            if length is not None and length > self.limit:
+                raise PayloadTooLarge(f"request body exceeds max_body_bytes={self.limit}")
+        except (PayloadTooLarge, MalformedRequest) as exc:
+            await send_reply(send, error_as_reply(exc, rid))
+            return
+        if self.fast_path and scope["path"] == PREDICT_PATH and scope["method"] == "POST":
+            await self.serve_predict(scope, receive, send, rid)
+            return
+        await self.app(scope, limited(receive, self.limit), send)
+
+    async def serve_predict(self, scope: Scope, receive: Receive, send: Send, rid: str) -> None:
+        """The whole `/predict` exchange, straight on ASGI."""
+        try:
+            body = await read_body(receive, self.limit)
+            headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+            reply = await handle_predict(self.state, body, headers, receive)
+        except ClientDisconnected:
+            return
+        except Exception as exc:
+            reply = self.predict_error(exc, rid)
+        await send_reply(send, reply)
+
+    def predict_error(self, exc: Exception, rid: str) -> Reply:
+        """The error reply for a failed prediction, counting refused input."""
+        reply = error_as_reply(exc, rid)
+        if reply.status in (400, 415, 422):
+            self.state.metrics.reject("invalid")
+        elif reply.status == 413 and not isinstance(exc, ItemTooLarge):
+            self.state.metrics.reject("too_large")  # the engine counts its own refusals
+        return reply
+
+    def _record(self, scope: Scope, status: int, duration: float, rid: str) -> None:
+        route = scope.get("route")
+        path = getattr(route, "path", None) or (
+            PREDICT_PATH if scope["path"] == PREDICT_PATH else "unmatched"
+        )
+        self.state.metrics.observe_request(path, status, duration)
+        self.state.counters[f"status_{status}"] += 1
+        self.state.counters["requests"] += 1
+        if self.access_log:
+            access_logger.info(
+                "%s %s %d %.2fms id=%s",
+                scope["method"],
+                scope["path"],
+                status,
+                duration * 1e3,
+                rid,
+                extra={"request_id": rid, "status": status, "duration_ms": duration * 1e3},
+            )

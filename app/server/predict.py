@@ -1,0 +1,122 @@
+"""The `/predict` request path, free of any web framework.
+
+Decode the body, validate every row against the model before anything is queued, submit the
+rows to the engine as one atomic group, await them (watching for a client that leaves), and
+encode the answer in the request's format. Both the lean ASGI fast path and the documented
+FastAPI route call `handle_predict`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from app.batching import BatchPriority
+from app.errors import InvalidInput, MalformedRequest
+from app.models import LoadedModel
+from app.server.codecs import (
+    DecodedRequest,
+    WireFormat,
+    decode_predict,
+    encode_predict,
+    request_format,
+    response_format,
+)
+from app.server.state import ServiceState
+from app.server.waiting import Receive, await_results
+
+PRIORITY_HEADER = "x-priority"
+TIMEOUT_HEADER = "x-request-timeout-seconds"
+_PRIORITIES = {p.name.lower(): p for p in BatchPriority}
+
+
+@dataclass(slots=True)
+class Reply:
+    """A finished HTTP answer."""
+
+    status: int
+    body: bytes
+    content_type: str
+    headers: list[tuple[str, str]] = field(default_factory=list)
+
+
+def parse_priority(value: str | None) -> BatchPriority:
+    """`X-Priority: high|normal|low` (case-insensitive); absent = normal."""
+    if value is None or value == "":
+        return BatchPriority.NORMAL
+    try:
+        return _PRIORITIES[value.strip().lower()]
+    except KeyError:
+        raise MalformedRequest(
+            f"X-Priority must be one of high, normal, low; got {value[:40]!r}"
+        ) from None
+
+
+def parse_timeout(value: str | None, default: float | None, limit: float) -> float | None:
+    """`X-Request-Timeout-Seconds`: a positive number of seconds, at most `limit`."""
+    if value is None or value == "":
+        return default
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = math.nan
+    if not math.isfinite(seconds) or seconds <= 0 or seconds > limit:
+        raise MalformedRequest(
+            f"X-Request-Timeout-Seconds must be a number of seconds in (0, {limit:g}];"
+            f" got {value[:40]!r}"
+        )
+    return seconds
+
+
+def input_dtype(model: LoadedModel) -> np.dtype[Any] | None:
+    """The dtype JSON numbers are decoded into: the single declared input's, if any."""
+    if len(model.inputs) != 1:
+        return None
+    dtype = np.dtype(model.inputs[0].dtype)
+    return dtype if dtype.kind in "biuf" else None
+
+
+def validate_rows(model: LoadedModel, decoded: DecodedRequest) -> list[Any]:
+    """Every row checked (and cast) against the model's declared inputs."""
+    return [model.validate_row(row) for row in decoded.rows]
+
+
+def collect_predictions(rows: list[Any]) -> np.ndarray | list[Any]:
+    """Stack array rows of one shape into one array (cheaper to encode); else keep the list."""
+    first = rows[0]
+    if isinstance(first, np.ndarray) and all(
+        isinstance(r, np.ndarray) and r.shape == first.shape and r.dtype == first.dtype
+        for r in rows
+    ):
+        return np.stack(rows)
+    return rows
+
+
+async def handle_predict(
+    state: ServiceState,
+    body: bytes,
+    headers: Mapping[str, str],
+    receive: Receive | None,
+) -> Reply:
+    """Answer one `/predict` request; raises `app.errors` types for every failure."""
+    model, processor = state.serving()
+    content_type = headers.get("content-type")
+    fmt_in: WireFormat = request_format(content_type)
+    fmt_out = response_format(fmt_in, headers.get("accept"))
+    priority = parse_priority(headers.get(PRIORITY_HEADER))
+    settings = state.settings
+    timeout = parse_timeout(
+        headers.get(TIMEOUT_HEADER), settings.request_timeout_s, settings.max_request_timeout_s
+    )
+    decoded = decode_predict(body, content_type, dtype=input_dtype(model))
+    if not decoded.rows:
+        raise InvalidInput("'instances' must be a non-empty list")
+    rows = validate_rows(model, decoded)
+    futures = processor.enqueue_many(rows, 0, priority, item_timeout=timeout)
+    results = await await_results(futures, receive, timeout)
+    payload, out_type = encode_predict(collect_predictions(results), fmt_out, decoded.style)
+    return Reply(200, payload, out_type)

@@ -1,0 +1,65 @@
+"""Running the app under uvicorn with a drain-aware SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import logging
+from types import FrameType
+
+import uvicorn
+
+from app.config import Settings
+from app.server.app import create_app
+from app.server.lifecycle import drain_service
+from app.server.state import ServiceState
+
+logger = logging.getLogger("app.server")
+
+
+class DrainingServer(uvicorn.Server):
+    """On the first SIGTERM/SIGINT: readiness 503, grace window, drain the engine (every
+    accepted request answered), then let uvicorn close. A second signal exits at once."""
+
+    def __init__(self, config: uvicorn.Config, state: ServiceState) -> None:
+        super().__init__(config)
+        self.service = state
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._draining = False
+        self._drain_task: asyncio.Task[None] | None = None
+
+    async def serve(self, sockets: list[object] | None = None) -> None:  # type: ignore[override]
+        self._loop = asyncio.get_running_loop()
+        await super().serve(sockets)  # type: ignore[arg-type]
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self._draining or self._loop is None or not self.started:
+            super().handle_exit(sig, frame)
+            return
+        self._draining = True
+        logger.info("signal %d: draining before exit", sig)
+        self._loop.call_soon_threadsafe(self._start_drain)
+
+    def _start_drain(self) -> None:
+        self._drain_task = asyncio.ensure_future(self._drain_then_exit())
+
+    async def _drain_then_exit(self) -> None:
+        try:
+            await drain_service(self.service)
+        finally:
+            self.should_exit = True
+
+
+def serve(settings: Settings) -> None:
+    """Serve until a signal ends the drain."""
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=max(1, math.ceil(settings.drain_timeout_s)),
+    )
+    DrainingServer(config, app.state).run()
