@@ -52,6 +52,7 @@ ensure_tools() {
 }
 
 WORK=""
+OWN_BRIDGE=0
 cleanup() {
     local status=$?
     set +e
@@ -75,6 +76,7 @@ cleanup() {
             while read -r m; do umount -l "$m"; done
         rm -rf "$WORK"
     fi
+    ((OWN_BRIDGE)) && ip link delete docker0 2>/dev/null
     log "$( ((status == 0)) && echo PASSED || echo "FAILED (exit $status)") in $((SECONDS - START))s"
     exit "$status"
 }
@@ -84,6 +86,8 @@ start_dockerd() {
     trap cleanup EXIT
     trap 'exit 130' INT TERM
     mkdir -p "$WORK/data" "$WORK/exec"
+    # dockerd leaves its default bridge behind; remove it afterwards only if it is ours.
+    if command -v ip >/dev/null && ! ip link show docker0 >/dev/null 2>&1; then OWN_BRIDGE=1; fi
     # The published port is DNATed straight to the container (no userland
     # proxy), so connection refusals and resets reach the client unaltered.
     dockerd --data-root "$WORK/data" --exec-root "$WORK/exec" --pidfile "$WORK/dockerd.pid" \

@@ -42,7 +42,10 @@ class BatchProcessorConfig(BaseModel):
     pydantic's ``ValidationError`` (a ``ValueError``) naming the parameter.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+    # No inf/nan: an infinite time overflows thread waits, an infinite cap has no byte size.
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", validate_default=True, allow_inf_nan=False
+    )
 
     initial_batch_size: int = Field(32, ge=1, description="Starting target batch size (items).")
     min_batch_size: int = Field(1, ge=1, description="Lower bound of adaptive sizing (items).")

@@ -59,7 +59,8 @@ def group_key(item: Any) -> Hashable | None:
     if isinstance(item, np.ndarray):
         return (item.shape, item.dtype)
     if isinstance(item, dict) and item and all(isinstance(v, np.ndarray) for v in item.values()):
-        return tuple(sorted((str(k), v.shape, v.dtype.str) for k, v in item.items()))
+        # The keys themselves, not their str(): {1: a} and {"1": a} cannot stack together.
+        return frozenset((k, v.shape, v.dtype) for k, v in item.items())
     return None
 
 

@@ -59,10 +59,10 @@ def notify(collector: Any, hook: str, *args: Any) -> None:
     """Call `collector.<hook>(*args)` if it exists; a failing hook is logged, never raised."""
     if collector is None:
         return
-    method = getattr(collector, hook, None)
-    if method is None:
-        return
     try:
-        method(*args)
+        # Inside the try: a collector whose attribute lookup itself raises is just as broken.
+        method = getattr(collector, hook, None)
+        if method is not None:
+            method(*args)
     except Exception:
         logger.exception("metrics hook %s failed", hook)

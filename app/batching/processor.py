@@ -154,7 +154,8 @@ class BatchProcessor(Generic[T, U]):
         worker = self.worker_thread
         if worker is not None:
             worker.join(timeout)
-        if worker is None or worker.is_alive():
+        stuck = worker is not None and worker.is_alive()
+        if worker is None or stuck:
             self._abort("the batch processor stopped before this item was processed")
         self.shutdown_event.set()
         self._reaper_wake.set()
@@ -162,7 +163,9 @@ class BatchProcessor(Generic[T, U]):
             if thread is not worker:
                 thread.join(1.0)
         if self.executor is not None:
-            self.executor.shutdown(wait=False, cancel_futures=True)
+            # Once the worker has exited the pool is idle, so joining it is quick and leaves no
+            # thread behind; a worker stuck in the model may be waiting on pool threads.
+            self.executor.shutdown(wait=not stuck, cancel_futures=True)
         self.logger.info("batch processor stopped")
 
     def _abort(self, reason: str) -> None:
@@ -362,12 +365,20 @@ class BatchProcessor(Generic[T, U]):
         try:
             live = self._admit(entries, start)
             for key, group in self._group(live).items():
+                if self._abort_event.is_set():
+                    break  # stop() has failed this batch already: do not run the model again
                 self._run_group(key, group, runner)
+        except Exception:
+            # No caller may be left waiting because the engine itself broke (an item that
+            # cannot be stacked, a MemoryError while stacking): fail what is not settled yet.
+            self.logger.exception("internal error in batch %d; failing its items", batch_id)
+            self._fail(entries, ShuttingDown("internal error in the batch worker"))
         finally:
             self._inflight = []
             del self._active_batches[batch_id]
             self.batch_ready_event.clear()
-        notify(self.metrics, "on_queue_depth", self.queue.depth_by_priority())
+        if self.metrics is not None:
+            notify(self.metrics, "on_queue_depth", self.queue.depth_by_priority())
 
     def _admit(self, entries: list[PrioritizedItem], now: float) -> list[PrioritizedItem]:
         """Drop cancelled and expired entries; mark the rest running (no longer cancellable)."""
@@ -409,16 +420,17 @@ class BatchProcessor(Generic[T, U]):
         self, group: list[PrioritizedItem], start: float, end: float, failed: int
     ) -> None:
         size = len(group)
-        waits = [start - e.enqueue_time for e in group]
         elapsed = end - start
         target = self.current_batch_size
         depth = len(self.queue)
         if self.stats is not None:
-            latency = sum(end - e.enqueue_time for e in group) / size
-            self.stats.update(elapsed, size - failed, sum(waits) / size, latency, depth)
+            enqueued = sum(e.enqueue_time for e in group) / size
+            self.stats.update(elapsed, size - failed, start - enqueued, end - enqueued, depth)
             if failed:
                 self.stats.record_error(failed)
-        notify(self.metrics, "on_batch", size, target, elapsed, waits)
+        if self.metrics is not None:
+            waits = [start - e.enqueue_time for e in group]
+            notify(self.metrics, "on_batch", size, target, elapsed, waits)
         if failed and self.config.reduce_batch_on_failure:
             self._set_target(self._sizer.back_off())
         elif self._adaptive:
@@ -461,12 +473,19 @@ class BatchProcessor(Generic[T, U]):
             for entry in expired:
                 self._expire(entry, now)
             upcoming = self.queue.next_deadline()
-            wait = None if upcoming is None else max(0.0, upcoming - time.monotonic())
+            wait = None
+            if upcoming is not None:
+                # A far deadline (item_timeout=inf) must not overflow the wait and kill the reaper.
+                wait = min(max(0.0, upcoming - time.monotonic()), threading.TIMEOUT_MAX)
             self._reaper_wake.wait(wait)
 
     def _health_check_loop(self) -> None:
         while not self.shutdown_event.wait(self.config.health_check_interval):
-            self.check_health()
+            try:
+                self.check_health()
+            except Exception:
+                # One failed reading (psutil, an injected probe) must not end monitoring.
+                self.logger.exception("health check failed")
 
     def check_health(self) -> HealthReport:
         """Run every health check now; on critical memory, shrink batches and collect garbage."""

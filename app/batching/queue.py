@@ -107,16 +107,18 @@ class ItemQueue:
                 self._not_empty.wait()
             if self._aborted:
                 return []
-            return self._take_locked(max_items, max_bytes, size_of)
+            # The first entry is taken whatever its size: enqueue refuses items over the cap.
+            return self._take_locked(max_items, max_bytes, size_of, first_free=True)
 
     def take_nowait(
         self, max_items: int, max_bytes: int | None, size_of: Callable[[PrioritizedItem], int]
     ) -> list[PrioritizedItem]:
-        """Remove up to `max_items` entries that are queued right now, without waiting."""
+        """Remove up to `max_items` entries that are queued right now, without waiting, and
+        together no larger than `max_bytes` (the room left in a batch being topped up)."""
         with self._lock:
             if self._aborted or self._paused:
                 return []
-            return self._take_locked(max_items, max_bytes, size_of)
+            return self._take_locked(max_items, max_bytes, size_of, first_free=False)
 
     def wait_for_items(self, timeout: float) -> bool:
         """Wait up to `timeout` seconds for at least one queued, unpaused item."""
@@ -130,7 +132,12 @@ class ItemQueue:
             return True
 
     def _take_locked(
-        self, max_items: int, max_bytes: int | None, size_of: Callable[[PrioritizedItem], int]
+        self,
+        max_items: int,
+        max_bytes: int | None,
+        size_of: Callable[[PrioritizedItem], int],
+        *,
+        first_free: bool,
     ) -> list[PrioritizedItem]:
         taken: list[PrioritizedItem] = []
         used = 0
@@ -140,7 +147,7 @@ class ItemQueue:
             entry = self._levels[level][0]
             if max_bytes is not None:
                 cost = size_of(entry)
-                if taken and used + cost > max_bytes:
+                if used + cost > max_bytes and (taken or not first_free):
                     break
                 used += cost
             self._levels[level].popleft()
@@ -204,9 +211,10 @@ class ItemQueue:
             return heap[0][0] if heap else None
 
     def set_paused(self, paused: bool) -> None:
-        """Hold (or release) every queued item; `take` waits while paused."""
+        """Hold (or release) every queued item; `take` waits while paused. A closed queue
+        stays unpaused, so a pause racing with shutdown cannot stall the drain."""
         with self._lock:
-            self._paused = paused
+            self._paused = paused and not self._closed
             self._not_empty.notify_all()
 
     def close(self) -> None:

@@ -111,10 +111,14 @@ class LoadedModel:
 
 
 def batch_rows(batch: Tensors) -> int:
-    """Number of rows in a batch; raises `InvalidInput` if named inputs disagree."""
-    if not isinstance(batch, dict):
-        return len(batch)
-    sizes = {name: len(array) for name, array in batch.items()}
+    """Number of rows in a batch.
+
+    Raises `InvalidInput` if a tensor has no batch dimension or named inputs disagree.
+    """
+    tensors = batch if isinstance(batch, dict) else {"input": batch}
+    if any(np.ndim(array) == 0 for array in tensors.values()):
+        raise InvalidInput("every tensor of a batch needs a leading batch dimension")
+    sizes = {name: len(array) for name, array in tensors.items()}
     if len(set(sizes.values())) > 1:
         raise InvalidInput(f"batch inputs have different row counts: {sizes}")
     return next(iter(sizes.values()), 0)

@@ -36,8 +36,10 @@ class DigitsMLP:
     def __init__(
         self, w1: Array, b1: Array, w2: Array, b2: Array, input_scale: float, classes: Array
     ) -> None:
-        """Take the weights as exported by the training script; raise `ModelLoadError` if
-        their shapes do not chain from 64 inputs to 10 classes."""
+        """Take the weights as the training script exports them.
+
+        Raises `ModelLoadError` unless their shapes chain from 64 pixels to 10 classes.
+        """
         hidden = w1.shape[1] if w1.ndim == 2 else -1
         expected = {
             "w1": (N_PIXELS, hidden),

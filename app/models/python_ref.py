@@ -47,11 +47,13 @@ def model_from_object(target: object, name: str, platform: str = PYTHON_PLATFORM
 
     ``target`` is a class or a zero-argument function (a factory, called once here), an
     object with a ``predict`` method (used even if the object is also callable), or a batch
-    function. Declarations (see `app.models`) are read from the model object, then from
-    ``target``. Raises `ModelLoadError` if a factory fails or nothing callable is found.
+    function. Declarations (see `app.models`) are read from the model object, then from a
+    factory function. Raises `ModelLoadError` if a factory fails or nothing callable is found.
     """
     model = _build(target, name) if _is_factory(target) else target
-    inputs, outputs, allow_non_finite = specs_from_object(model, target)
+    # An instance already sees its class's attributes; a class would add descriptors only.
+    sources = (model,) if inspect.isclass(target) else (model, target)
+    inputs, outputs, allow_non_finite = specs_from_object(*sources)
     return LoadedModel(
         name=name,
         platform=platform,

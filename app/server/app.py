@@ -12,6 +12,7 @@ from app import __version__
 from app.config import Settings
 from app.errors import BatchServeError, InvalidInput
 from app.metrics import Metrics
+from app.models import LoadedModel
 from app.server.errors import to_reply
 from app.server.lifecycle import drain_service, start_service
 from app.server.middleware import ServiceMiddleware
@@ -28,11 +29,15 @@ shutting down, 504 deadline passed."""
 
 
 def create_app(
-    settings: Settings | None = None, *, metrics: Metrics | None = None
+    settings: Settings | None = None,
+    *,
+    metrics: Metrics | None = None,
+    model: LoadedModel | None = None,
 ) -> ServiceMiddleware:
-    """Build the ASGI application. Nothing is loaded until the lifespan starts."""
+    """Build the ASGI application. Nothing is loaded until the lifespan starts; a `model`
+    given here is served instead of loading `settings.model`."""
     settings = settings if settings is not None else Settings()
-    state = ServiceState(settings=settings, metrics=metrics or Metrics())
+    state = ServiceState(settings=settings, metrics=metrics or Metrics(), model=model)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

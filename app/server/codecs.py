@@ -244,7 +244,10 @@ class _RowDecoder:
                 return _split(batch), batch
         elif (named := self.named_columns(instances)) is not None:
             return named, None
-        return [self.row(item, f"instance {i}") for i, item in enumerate(instances)], None
+        rows = [self.row(item, f"instance {i}") for i, item in enumerate(instances)]
+        if len({type(row) for row in rows}) > 1:
+            raise InvalidInput("'instances' mix named inputs (objects) with plain arrays")
+        return rows, None
 
     def named_columns(self, instances: list[Any]) -> list[Row] | None:
         """Rows of named inputs converted one column at a time; None unless all alike."""

@@ -17,7 +17,11 @@ async def start_service(state: ServiceState) -> None:
     """Load the model, start the engine, warm it up with one batch, then report ready."""
     settings = state.settings
     begin = time.perf_counter()
-    model = await asyncio.to_thread(load_model, settings.model or None, settings.model_name or None)
+    model = state.model
+    if model is None:
+        model = await asyncio.to_thread(
+            load_model, settings.model or None, settings.model_name or None
+        )
     load_time = time.perf_counter() - begin
     state.metrics.set_model_loaded(model.name, model.platform, load_time)
     config = settings.engine_config()

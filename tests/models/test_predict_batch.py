@@ -105,6 +105,12 @@ def test_named_inputs_with_different_row_counts_are_refused() -> None:
         model.predict_batch({"a": np.zeros(2), "b": np.zeros(3)})
 
 
+def test_a_batch_without_a_batch_dimension_is_refused() -> None:
+    model = _model(lambda batch: batch)
+    with pytest.raises(InvalidInput, match="leading batch dimension"):
+        model.predict_batch(np.float64(1.0))  # type: ignore[arg-type]
+
+
 def test_warmup_row_is_a_valid_zero_row() -> None:
     spec = TensorSpec("x", (-1, 3), "int32")
     model = _model(lambda batch: batch, inputs=(spec,))

@@ -82,6 +82,24 @@ def test_in_memory_objects_follow_the_same_rules() -> None:
     np.testing.assert_array_equal(as_array(model.predict_batch(np.zeros(2))), [1.0, 1.0])
 
 
+def test_declarations_may_be_computed_by_properties() -> None:
+    class Model:
+        @property
+        def input_shape(self) -> tuple[int, ...]:
+            return (2,)
+
+        @property
+        def outputs(self) -> None:
+            return None
+
+        def predict(self, batch: Array) -> Array:
+            return batch
+
+    model = model_from_object(Model, name="computed")
+    assert model.inputs == (TensorSpec("input0", (2,), "float32"),)
+    assert model.outputs == ()
+
+
 def test_ufunc_without_a_signature_is_a_batch_function() -> None:
     model = model_from_object(np.negative, name="neg")
     np.testing.assert_array_equal(as_array(model.predict_batch(np.ones(2))), [-1.0, -1.0])

@@ -1,0 +1,1 @@
+"""The servers the benchmark compares; see `bench.contenders.specs`."""

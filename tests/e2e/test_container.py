@@ -1,0 +1,46 @@
+"""The image builds, serves and drains on SIGTERM: `scripts/container_test.sh` on a private
+Docker engine (needs root, dockerd and debootstrap; see the script's header)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "scripts" / "container_test.sh"
+
+
+def _missing_prerequisites() -> list[str]:
+    missing = [tool for tool in ("dockerd", "docker", "debootstrap") if shutil.which(tool) is None]
+    if os.geteuid() != 0:
+        missing.append("root")
+    return missing
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_container_serves_and_drains_on_sigterm() -> None:
+    missing = _missing_prerequisites()
+    if missing:
+        reason = (
+            f"container test needs {', '.join(missing)} (apt-get install docker.io debootstrap)"
+        )
+        if os.environ.get("BATCHSERVE_REQUIRE_TOOLS") != "1":
+            pytest.skip(reason)
+        if "root" in missing:
+            pytest.fail(f"{reason}; BATCHSERVE_REQUIRE_TOOLS=1 requires it")
+        # As root the script installs docker.io and debootstrap itself.
+    result = subprocess.run(
+        ["bash", str(SCRIPT)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=880,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr[-8000:]
