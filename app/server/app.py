@@ -19,6 +19,7 @@ from app.server.middleware import ServiceMiddleware
 from app.server.responses import JSONResponse
 from app.server.routes import admin, health, observe, predict
 from app.server.state import ServiceState
+from app.server.v2 import routes as v2_routes
 
 DESCRIPTION = """Dynamic-batching inference server. Concurrent requests are coalesced into one
 model call per batch; each caller gets exactly its own rows back.
@@ -55,7 +56,7 @@ def create_app(
         default_response_class=JSONResponse,
     )
     api.state.service = state
-    for module in (predict, health, observe, admin):
+    for module in (predict, health, observe, admin, v2_routes):
         api.include_router(module.router)
     api.add_exception_handler(BatchServeError, _handle_error)
     api.add_exception_handler(RequestValidationError, _handle_validation)

@@ -64,7 +64,6 @@ _FORMATS: Final[dict[str, WireFormat]] = {
     MSGPACK_MEDIA_TYPE: WireFormat.MSGPACK,
     "application/x-msgpack": WireFormat.MSGPACK,
 }
-_MEDIA_TYPES: Final = {WireFormat.JSON: JSON_MEDIA_TYPE, WireFormat.MSGPACK: MSGPACK_MEDIA_TYPE}
 _WILDCARDS: Final = frozenset({"*/*", "application/*"})
 _MAX_DIM: Final = 2**31 - 1  # keeps numpy away from absurd zero-size shapes
 _TENSOR_KINDS: Final = "biufc"
@@ -124,9 +123,8 @@ def response_format(request_fmt: WireFormat, accept: str | None) -> WireFormat:
     Wildcards, a missing header, or one naming nothing supported all mean ``request_fmt``.
     Higher ``q`` wins, ties go to the earlier entry, ``q=0`` excludes a type.
     """
-    if not accept:
-        return request_fmt
-    return _accept_choice(accept) or request_fmt
+    choice = _accept_choice(accept) if accept else None
+    return request_fmt if choice is None else choice
 
 
 @functools.lru_cache(maxsize=128)
@@ -176,14 +174,16 @@ def decode_predict(
     if fmt is WireFormat.JSON:
         instances = _instances(_load_json(body))
         # JSON numbers never hold a 'u' or an 'l' while every true, false and null does; and
-        # a body whose only quotes are those of "instances" holds no strings. Both scans run
-        # at memchr speed, which lets plain numeric bodies skip the slower checks.
+        # a body whose only quotes are those of "instances" holds no strings. These memchr
+        # scans let plain numeric bodies skip the slower checks.
         no_literals = b"u" not in body and b"l" not in body
-        numbers_only = no_literals and body.count(b'"') == 2
-        decoder = _RowDecoder(target, False, not no_literals, numbers_only)
+        numbers_only = no_literals and _two_quotes(body)
+        decoder = _RowDecoder(
+            target, tensors=False, may_hold_bool=not no_literals, numbers_only=numbers_only
+        )
     else:
         instances = _instances(_load_msgpack(body))
-        decoder = _RowDecoder(target, True, True, False)
+        decoder = _RowDecoder(target, tensors=True, may_hold_bool=True, numbers_only=False)
     batch: Array | None
     if isinstance(instances, dict) and decoder.tensors:
         rows, batch = decoder.whole(instances)
@@ -194,6 +194,11 @@ def decode_predict(
     else:
         raise MalformedRequest("'instances' must be a list, or in msgpack a tensor map")
     return DecodedRequest(rows, fmt, decoder.style, batch)
+
+
+def _two_quotes(body: bytes) -> bool:
+    second = body.find(b'"', body.find(b'"') + 1)
+    return second != -1 and body.find(b'"', second + 1) == -1
 
 
 def _load_json(body: bytes) -> Any:

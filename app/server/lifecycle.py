@@ -41,9 +41,9 @@ async def start_service(state: ServiceState) -> None:
 
 
 async def drain_service(state: ServiceState) -> None:
-    """Report not-ready, keep serving for the grace window, then stop admitting and answer
-    every accepted request within `drain_timeout_s` (the rest get a shutting-down error).
-    Idempotent: a second call waits for nothing."""
+    """Report not-ready, keep serving for the grace window, then stop admitting (new
+    requests get 503) and answer every accepted request within `drain_timeout_s` (what is
+    still queued then gets a shutting-down error). Idempotent."""
     if state.phase in (Phase.DRAINING, Phase.STOPPED):
         return
     settings = state.settings

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import math
 import logging
+import math
 from types import FrameType
 
 import uvicorn
@@ -15,6 +15,7 @@ from app.server.lifecycle import drain_service
 from app.server.state import ServiceState
 
 logger = logging.getLogger("app.server")
+LATE_REQUEST_WINDOW_S = 0.2
 
 
 class DrainingServer(uvicorn.Server):
@@ -46,6 +47,9 @@ class DrainingServer(uvicorn.Server):
     async def _drain_then_exit(self) -> None:
         try:
             await drain_service(self.service)
+            # Requests on connections accepted a moment ago may still be in transit: let them
+            # arrive and be answered (503) before uvicorn closes every idle connection.
+            await asyncio.sleep(LATE_REQUEST_WINDOW_S)
         finally:
             self.should_exit = True
 

@@ -107,10 +107,10 @@ async def serving(
         await lifespan.shutdown()
 
 
-async def until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    """Wait (yielding to the loop) until `predicate()` holds; fail after `timeout` seconds."""
+async def until(predicate: Callable[[], bool], limit_s: float = 5.0) -> None:
+    """Wait (yielding to the loop) until `predicate()` holds; fail after `limit_s` seconds."""
     loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
+    end = loop.time() + limit_s
     while not predicate():
         if loop.time() > end:
             raise AssertionError("condition not reached in time")

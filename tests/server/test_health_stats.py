@@ -18,8 +18,10 @@ async def test_ready_and_live_once_started() -> None:
         live = await client.get("/health/live")
         ready = await client.get("/health/ready")
         full = await client.get("/health")
-    assert live.status_code == 200 and live.json()["live"] is True
-    assert ready.status_code == 200 and ready.json()["ready"] is True
+    assert live.status_code == 200
+    assert live.json()["live"] is True
+    assert ready.status_code == 200
+    assert ready.json()["ready"] is True
     body = full.json()
     assert full.status_code == 200
     assert body["engine"]["state"] in ("healthy", "degraded")

@@ -89,7 +89,8 @@ async def test_msgpack_numpy_client_works_unchanged(digits) -> None:
 
 async def test_accept_header_picks_the_response_format(digits) -> None:
     response = await digits.post(
-        "/predict", **json_body([[0.0] * 64]) | {"headers": JSON | {"accept": "application/msgpack"}}
+        "/predict",
+        **json_body([[0.0] * 64]) | {"headers": JSON | {"accept": "application/msgpack"}},
     )
     assert response.headers["content-type"] == "application/msgpack"
     assert len(msgpack.unpackb(response.content)["predictions"]) == 1
@@ -222,7 +223,8 @@ async def test_high_priority_overtakes_queued_low_priority() -> None:
                     client.post("/predict", **json_body([[value] * 4]) | {"headers": headers})
                 )
             )
-            await until(lambda n=len(tasks): len(processor) == n)
+            expected = len(tasks)
+            await until(lambda: len(processor) == expected)  # noqa: B023
         processor.resume()
         await asyncio.gather(*tasks)
     assert model.rows_seen[-3:] == [3.0, 2.0, 1.0]

@@ -1,0 +1,210 @@
+"""The V2 (Open Inference Protocol / KServe V2) REST routes, Triton-compatible.
+
+Health answers with the status code (200 / 503) and a small JSON body. The version segment
+of model routes is optional; the served model has version ``"1"``. Errors are
+``{"error", "code"}`` with the statuses of `app.server.v2.errors`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Final
+
+from fastapi import APIRouter, Depends, Request, Response
+from pydantic import BaseModel
+
+from app.errors import ModelNotFound, NotReady
+from app.server.predict import Reply
+from app.server.responses import JSONResponse
+from app.server.routes.deps import ErrorBody, get_state
+from app.server.state import ServiceState
+from app.server.v2 import openapi
+from app.server.v2.errors import v2_error
+from app.server.v2.infer import handle_infer
+from app.server.v2.models import find_model, model_metadata, server_metadata
+from app.server.waiting import ClientDisconnected
+
+State = Annotated[ServiceState, Depends(get_state)]
+CLIENT_CLOSED: Final = 499  # recorded by the middleware, never seen by the departed client
+_ERRORS: Final = {
+    400: "Malformed request, or a tensor that does not fit the model",
+    404: "Unknown model or version",
+    500: "The model failed for this request",
+    503: "Not ready, shutting down, or queue full (see Retry-After)",
+    504: "The deadline passed before the model answered",
+}
+
+
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    return {c: {"model": ErrorBody, "description": _ERRORS[c]} for c in codes}
+
+
+router = APIRouter(prefix="/v2", tags=["v2"])
+
+
+class TensorMetadata(BaseModel):
+    """A model tensor; ``-1`` marks a variable dimension (the first is the batch)."""
+
+    name: str
+    datatype: str
+    shape: list[int]
+
+
+class ServerMetadata(BaseModel):
+    """The server's name, version and protocol extensions."""
+
+    name: str
+    version: str
+    extensions: list[str]
+
+
+class ModelMetadata(BaseModel):
+    """The served model's description."""
+
+    name: str
+    versions: list[str]
+    platform: str
+    inputs: list[TensorMetadata]
+    outputs: list[TensorMetadata]
+
+
+class Live(BaseModel):
+    """Liveness."""
+
+    live: bool
+
+
+class Ready(BaseModel):
+    """Readiness."""
+
+    ready: bool
+
+
+class ModelReady(BaseModel):
+    """Readiness of one model."""
+
+    name: str
+    ready: bool
+
+
+def _send(reply: Reply) -> Response:
+    return Response(reply.body, reply.status, dict(reply.headers), media_type=reply.content_type)
+
+
+def _fail(request: Request, state: ServiceState, exc: Exception) -> Response:
+    rid = getattr(request.state, "request_id", "")
+    return _send(v2_error(exc, rid, state.metrics))
+
+
+@router.get("", summary="Server metadata", response_model=ServerMetadata)
+def metadata() -> JSONResponse:
+    """Name ``batchserve``, its version, and the extensions it implements."""
+    return JSONResponse(server_metadata())
+
+
+@router.get("/health/live", summary="Server liveness", responses={200: {"model": Live}})
+def live(state: State) -> JSONResponse:
+    """200 while the engine can make progress; 503 when its worker died or a batch is stuck."""
+    processor = state.processor
+    alive = processor is None or processor.check_health().live
+    return JSONResponse({"live": alive}, status_code=200 if alive else 503)
+
+
+@router.get("/health/ready", summary="Server readiness", responses={200: {"model": Ready}})
+def ready(state: State) -> JSONResponse:
+    """200 when the model is loaded and the server takes traffic; 503 otherwise."""
+    return JSONResponse({"ready": state.ready}, status_code=200 if state.ready else 503)
+
+
+def _model_ready(request: Request, state: ServiceState, name: str, version: str | None) -> Response:
+    try:
+        find_model(state, name, version)
+    except NotReady:
+        return JSONResponse({"name": name, "ready": False}, status_code=503)
+    except ModelNotFound as exc:
+        return _fail(request, state, exc)
+    ok = state.ready
+    return JSONResponse({"name": name, "ready": ok}, status_code=200 if ok else 503)
+
+
+_READY_DOC: Final[dict[int | str, dict[str, Any]]] = {200: {"model": ModelReady}, **_errors(404)}
+
+
+@router.get("/models/{model_name}/ready", summary="Model readiness", responses=_READY_DOC)
+def model_ready(request: Request, state: State, model_name: str) -> Response:
+    """200 when the model is ready, 503 while loading or draining, 404 for another name."""
+    return _model_ready(request, state, model_name, None)
+
+
+@router.get(
+    "/models/{model_name}/versions/{model_version}/ready",
+    summary="Model version readiness",
+    responses=_READY_DOC,
+)
+def version_ready(request: Request, state: State, model_name: str, model_version: str) -> Response:
+    """As model readiness; only version ``1`` exists."""
+    return _model_ready(request, state, model_name, model_version)
+
+
+def _model_metadata(
+    request: Request, state: ServiceState, name: str, version: str | None
+) -> Response:
+    try:
+        return JSONResponse(model_metadata(find_model(state, name, version)))
+    except Exception as exc:
+        return _fail(request, state, exc)
+
+
+_META_DOC: Final[dict[int | str, dict[str, Any]]] = {
+    200: {"model": ModelMetadata},
+    **_errors(404, 503),
+}
+
+
+@router.get("/models/{model_name}", summary="Model metadata", responses=_META_DOC)
+def model(request: Request, state: State, model_name: str) -> Response:
+    """Inputs and outputs with V2 datatypes; shapes start with ``-1``, the batch."""
+    return _model_metadata(request, state, model_name, None)
+
+
+@router.get(
+    "/models/{model_name}/versions/{model_version}",
+    summary="Model version metadata",
+    responses=_META_DOC,
+)
+def model_version(request: Request, state: State, model_name: str, model_version: str) -> Response:
+    """As model metadata; only version ``1`` exists."""
+    return _model_metadata(request, state, model_name, model_version)
+
+
+async def _infer(request: Request, state: ServiceState, name: str, version: str | None) -> Response:
+    try:
+        body = await request.body()
+        reply = await handle_infer(state, name, version, body, request.headers, request.receive)
+    except ClientDisconnected:
+        return Response(status_code=CLIENT_CLOSED)
+    except Exception as exc:
+        return _fail(request, state, exc)
+    return _send(reply)
+
+
+_INFER: Final[dict[str, Any]] = {
+    "response_class": Response,
+    "responses": _errors(400, 404, 500, 503, 504),
+    "openapi_extra": openapi.INFER,
+}
+
+
+@router.post("/models/{model_name}/infer", summary="Inference", **_INFER)
+async def infer(request: Request, state: State, model_name: str) -> Response:
+    """Run the request's batch through the engine, batched with other requests' rows."""
+    return await _infer(request, state, model_name, None)
+
+
+@router.post(
+    "/models/{model_name}/versions/{model_version}/infer", summary="Inference (version)", **_INFER
+)
+async def infer_version(
+    request: Request, state: State, model_name: str, model_version: str
+) -> Response:
+    """As inference; only version ``1`` exists."""
+    return await _infer(request, state, model_name, model_version)

@@ -1,0 +1,1 @@
+"""batchserve's load benchmark (``python -m bench.run``); see ``bench/README.md``."""

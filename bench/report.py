@@ -1,0 +1,155 @@
+"""Results of a run: one row per (workload, contender, concurrency), ratios, goals, and the
+markdown and JSON files written from them."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+BASELINE = "naive"
+CEILING = "ceiling"
+BATCHSERVE = "batchserve"
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One measured level. Latencies in ms, RSS in MiB, ``mean_batch`` None for servers
+    that do not batch."""
+
+    workload: str
+    contender: str
+    concurrency: int
+    rps: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    non_2xx: int
+    socket_errors: int
+    mean_batch: float | None
+    cpu_percent: float
+    rss_mib: float
+
+
+@dataclass(frozen=True, slots=True)
+class Goal:
+    """One target of the benchmark and whether this run met it."""
+
+    text: str
+    value: float | None
+    met: bool | None  # None: not measured in this run
+
+    def verdict(self) -> str:
+        """``met``, ``MISSED`` or ``not measured``."""
+        return "not measured" if self.met is None else ("met" if self.met else "MISSED")
+
+
+def find(rows: Sequence[Row], workload: str, contender: str, concurrency: int) -> Row | None:
+    """The row of that level, if it was measured."""
+    for row in rows:
+        if (row.workload, row.contender, row.concurrency) == (workload, contender, concurrency):
+            return row
+    return None
+
+
+def ratio(rows: Sequence[Row], row: Row, other: str) -> float | None:
+    """``row``'s req/s over ``other``'s at the same workload and concurrency."""
+    base = find(rows, row.workload, other, row.concurrency)
+    if base is None or base.rps <= 0:
+        return None
+    return row.rps / base.rps
+
+
+def _goal(
+    rows: Sequence[Row], text: str, level: tuple[str, int], other: str,
+    value_of: Callable[[Row, Row], float], test: Callable[[float], bool],
+) -> Goal:  # fmt: skip
+    mine = find(rows, level[0], BATCHSERVE, level[1])
+    theirs = find(rows, level[0], other, level[1])
+    if mine is None or theirs is None:
+        return Goal(text, None, None)
+    value = value_of(mine, theirs)
+    return Goal(text, value, test(value))
+
+
+def goals(rows: Sequence[Row]) -> list[Goal]:
+    """The issue's targets, evaluated on this run's rows."""
+    return [
+        _goal(rows, "sleep c=64: batchserve req/s >= 0.5 x ceiling", ("sleep", 64), CEILING,
+              lambda a, b: a.rps / b.rps if b.rps else 0.0, lambda v: v >= 0.5),
+        _goal(rows, "mlp c=64: batchserve req/s >= 3 x naive", ("mlp", 64), BASELINE,
+              lambda a, b: a.rps / b.rps if b.rps else 0.0, lambda v: v >= 3.0),
+        _goal(rows, "sleep c=1: batchserve p50 <= naive p50 (value: ratio of p50s)",
+              ("sleep", 1), BASELINE,
+              lambda a, b: a.p50_ms / b.p50_ms if b.p50_ms else 0.0, lambda v: v <= 1.0),
+    ]  # fmt: skip
+
+
+def _num(value: float | None, digits: int = 1, suffix: str = "") -> str:
+    return "-" if value is None else f"{value:,.{digits}f}{suffix}"
+
+
+def table(rows: Sequence[Row], workload: str) -> list[str]:
+    """The markdown table of one workload."""
+    lines = [
+        "| contender | conc. | req/s | x naive | x ceiling | p50 ms | p90 ms | p99 ms "
+        "| errors | mean batch | server CPU% | RSS MiB |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+    ]
+    mine = sorted((r for r in rows if r.workload == workload), key=lambda r: r.concurrency)
+    for row in mine:
+        lines.append(
+            f"| {row.contender} | {row.concurrency} | {row.rps:,.0f} "
+            f"| {_num(ratio(rows, row, BASELINE), 2)} | {_num(ratio(rows, row, CEILING), 2)} "
+            f"| {row.p50_ms:.2f} | {row.p90_ms:.2f} | {row.p99_ms:.2f} "
+            f"| {row.non_2xx + row.socket_errors} | {_num(row.mean_batch, 1)} "
+            f"| {row.cpu_percent:.0f} | {row.rss_mib:.0f} |"
+        )
+    return lines
+
+
+def markdown(
+    rows: Sequence[Row],
+    model_ceiling: dict[str, dict[str, float]],
+    meta: dict[str, Any],
+    contenders: dict[str, str],
+) -> str:
+    """The whole report: machine note, contenders, one table per workload, goals."""
+    out = ["# batchserve load benchmark", ""]
+    out += [f"- {key}: {value}" for key, value in meta.items()]
+    out += ["", "Contenders:", ""]
+    out += [f"- `{name}`: {text}" for name, text in contenders.items()]
+    for workload in dict.fromkeys(r.workload for r in rows):
+        out += ["", f"## {workload}", ""]
+        rates = model_ceiling.get(workload, {})
+        if rates:
+            cells = ", ".join(f"B={size}: {rate:,.0f}" for size, rate in rates.items())
+            out += [f"Model called in-process (items/s, one core): {cells}", ""]
+        out += table(rows, workload)
+    out += ["", "## Goals", ""]
+    for goal in goals(rows):
+        out.append(f"- {goal.text}: {_num(goal.value, 2)} -> **{goal.verdict()}**")
+    return "\n".join(out) + "\n"
+
+
+def write_json(
+    path: Path,
+    rows: Sequence[Row],
+    model_ceiling: dict[str, dict[str, float]],
+    meta: dict[str, Any],
+    contenders: dict[str, str],
+) -> None:
+    """Everything measured, machine-readable."""
+    document = {
+        "meta": meta,
+        "contenders": contenders,
+        "model_ceiling_items_per_s": model_ceiling,
+        "results": [
+            {**asdict(r), "x_naive": ratio(rows, r, BASELINE), "x_ceiling": ratio(rows, r, CEILING)}
+            for r in rows
+        ],
+        "goals": [{**asdict(g), "verdict": g.verdict()} for g in goals(rows)],
+    }
+    path.write_text(json.dumps(document, indent=2) + "\n")

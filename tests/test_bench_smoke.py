@@ -1,0 +1,34 @@
+"""The load benchmark's smoke run (`python -m bench.run --quick`) works end to end: it starts
+every contender as a real server, drives it, and writes its table, JSON and plots."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_quick_benchmark_writes_table_json_and_plots(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib", reason="the bench extra draws the plots")
+    out = tmp_path / "results"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.run", "--quick", "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=280,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    assert "| contender |" in (out / "results.md").read_text()
+    assert json.loads((out / "results.json").read_text())["results"]
+    for name in ("throughput.png", "latency.png"):
+        assert (out / name).read_bytes().startswith(b"\x89PNG")
