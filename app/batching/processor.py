@@ -23,6 +23,8 @@ from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Generic, TypeVar
 
+import numpy as np
+
 from app.batching.config import (
     BatchPriority,
     BatchProcessingStrategy,
@@ -338,11 +340,11 @@ class BatchProcessor(Generic[T, U]):
 
     def _collect_batch(self) -> list[PrioritizedItem]:
         """Take the next batch according to the strategy (see `BatchProcessingStrategy`)."""
-        target = self.current_batch_size
         cap = self._max_batch_memory
-        entries = self.queue.take(target, cap, _entry_nbytes)
+        entries = self.queue.take(self._target_size, cap, _entry_nbytes)
         if self.config.processing_strategy is not BatchProcessingStrategy.FIXED or not entries:
             return entries
+        target = self.current_batch_size
         until = time.monotonic() + self.config.batch_timeout
         while len(entries) < target:
             remaining = until - time.monotonic()
@@ -399,6 +401,18 @@ class BatchProcessor(Generic[T, U]):
 
     @staticmethod
     def _group(entries: list[PrioritizedItem]) -> dict[Hashable | None, list[PrioritizedItem]]:
+        if not entries:
+            return {}
+        first = entries[0].item
+        if type(first) is np.ndarray:
+            # The common case, one shape and dtype for the whole batch, without a key per item.
+            shape, dtype = first.shape, first.dtype
+            for entry in entries:
+                item = entry.item
+                if type(item) is not np.ndarray or item.dtype is not dtype or item.shape != shape:
+                    break
+            else:
+                return {group_key(first): entries}
         groups: dict[Hashable | None, list[PrioritizedItem]] = defaultdict(list)
         for entry in entries:
             groups[group_key(entry.item)].append(entry)
@@ -517,6 +531,9 @@ class BatchProcessor(Generic[T, U]):
     @property
     def current_batch_size(self) -> int:
         """The current target batch size."""
+        return self._sizer.target
+
+    def _target_size(self) -> int:
         return self._sizer.target
 
     def update_batch_size(self, new_size: int) -> None:

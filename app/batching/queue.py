@@ -65,14 +65,16 @@ class ItemQueue:
                 )
             if not self._wait_for_room(needed, timeout):
                 raise QueueFull(f"queue full ({self._size}/{self._maxsize} items)")
-            earliest = self._deadlines[0][0] if self._deadlines else None
+            deadlines = self._deadlines
+            earliest = deadlines[0][0] if deadlines else None
             new_earliest = False
+            levels, counts, prioritized = self._levels, self._counts, self._prioritized
             for entry in entries:
-                level = entry.priority if self._prioritized else BatchPriority.NORMAL
-                self._levels[level].append(entry)
-                self._counts[entry.priority] += 1
+                priority = entry.priority
+                levels[priority if prioritized else BatchPriority.NORMAL].append(entry)
+                counts[priority] += 1
                 if entry.deadline is not None:
-                    heapq.heappush(self._deadlines, (entry.deadline, entry.sequence, entry))
+                    heapq.heappush(deadlines, (entry.deadline, entry.sequence, entry))
                     new_earliest |= earliest is None or entry.deadline < earliest
             self._size += needed
             self._not_empty.notify()
@@ -93,12 +95,17 @@ class ItemQueue:
     # -- the worker --------------------------------------------------------------------------
 
     def take(
-        self, max_items: int, max_bytes: int | None, size_of: Callable[[PrioritizedItem], int]
+        self,
+        max_items: Callable[[], int],
+        max_bytes: int | None,
+        size_of: Callable[[PrioritizedItem], int],
     ) -> list[PrioritizedItem]:
-        """Wait for work, then remove up to `max_items` entries (and `max_bytes` bytes).
+        """Wait for work, then remove up to `max_items()` entries (and `max_bytes` bytes).
 
-        Blocks while the queue is empty or paused. Returns an empty list once the queue is
-        closed and empty, or aborted. Cancelled entries are returned too; the caller drops them.
+        `max_items` is read once there is work, so a target changed while the worker idled
+        applies to the very next batch. Blocks while the queue is empty or paused. Returns an
+        empty list once the queue is closed and empty, or aborted. Cancelled entries are
+        returned too; the caller drops them.
         """
         with self._not_empty:
             while not self._aborted and (self._size == 0 or self._paused):
@@ -108,7 +115,7 @@ class ItemQueue:
             if self._aborted:
                 return []
             # The first entry is taken whatever its size: enqueue refuses items over the cap.
-            return self._take_locked(max_items, max_bytes, size_of, first_free=True)
+            return self._take_locked(max_items(), max_bytes, size_of, first_free=True)
 
     def take_nowait(
         self, max_items: int, max_bytes: int | None, size_of: Callable[[PrioritizedItem], int]
@@ -142,20 +149,40 @@ class ItemQueue:
         taken: list[PrioritizedItem] = []
         used = 0
         now = self._clock()
+        counts = self._counts
+        items: deque[PrioritizedItem] = self._levels[0]
+        settled = False  # True while the level being served is sure to win the next pick too
         while len(taken) < max_items and self._size > 0:
-            level = self._pick_level(now)
-            entry = self._levels[level][0]
+            if not settled:
+                level = self._pick_level(now)
+                items = self._levels[level]
+                settled = self._keeps_winning(level)
+            while items and items[0].removed:
+                items.popleft()
+            if not items:
+                settled = False
+                continue
+            entry = items[0]
             if max_bytes is not None:
                 cost = size_of(entry)
                 if used + cost > max_bytes and (taken or not first_free):
                     break
                 used += cost
-            self._levels[level].popleft()
-            self._remove_locked(entry)
+            items.popleft()
+            entry.removed = True
+            self._size -= 1
+            counts[entry.priority] -= 1
             taken.append(entry)
         if taken:
             self._not_full.notify(len(taken))
         return taken
+
+    def _keeps_winning(self, level: int) -> bool:
+        """Whether `level` stays the pick until it is empty: always without aging (the highest
+        non-empty level wins), and with aging when no other level holds anything."""
+        if self._aging_s is None:
+            return True
+        return not any(items for other, items in enumerate(self._levels) if other != level)
 
     def _pick_level(self, now: float) -> int:
         """The level to serve next: the highest non-empty, unless a lower head has aged out."""

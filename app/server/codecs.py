@@ -76,7 +76,7 @@ _KIND_NAMES: Final = {
     "b": "booleans",
     "i": "integers",
     "u": "integers",
-    "f": "fractional numbers",
+    "f": "floating-point numbers",
     "c": "complex numbers",
     "U": "strings",
     "S": "bytes",
@@ -158,9 +158,10 @@ def decode_predict(
 
     ``dtype`` is the model's input dtype (single-input models); numbers are converted to it
     in one step, and values it cannot represent are refused: strings, nulls, booleans among
-    numbers, fractions for integer models, numbers out of its range. Without ``dtype``,
-    booleans, numbers and strings are kept in the dtype numpy infers. Ragged instances become
-    per-row arrays (``batch`` is None).
+    numbers, floats for integer models, numbers out of its range. Without ``dtype``, booleans,
+    numbers and strings keep the dtype numpy infers. Ragged instances become per-row arrays
+    (``batch`` is None). Binary and msgpack-numpy tensors are read-only, uncopied views of
+    the bin payloads msgpack returns.
 
     Raises:
         UnsupportedMediaType: the content type is neither JSON nor msgpack.

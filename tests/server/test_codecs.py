@@ -351,7 +351,7 @@ def test_zeros_and_ones_are_not_mistaken_for_booleans() -> None:
         ([[1.0, True]], F32, "booleans"),
         ([[1.0, True]], None, "booleans"),
         ([[0, [False]]], None, "ragged"),
-        ([[1.5]], np.dtype(np.int64), "fractional"),
+        ([[1.5]], np.dtype(np.int64), "floating-point"),
         ([[300]], np.dtype(np.int8), "out of range"),
         ([[-1]], np.dtype(np.uint8), "out of range"),
         ([[1e300]], F32, "out of range"),
@@ -360,7 +360,7 @@ def test_zeros_and_ones_are_not_mistaken_for_booleans() -> None:
         ([[{"a": 1}]], F32, "not numbers"),
         ([[{"a": 1}]], None, "not numbers"),
         ([[None]], None, "not numbers"),
-        ([[2**64 - 1, -1]], np.dtype(np.int64), "fractional"),
+        ([[2**64 - 1, -1]], np.dtype(np.int64), "floating-point"),
     ],
 )
 def test_values_the_model_dtype_cannot_represent_are_refused(

@@ -12,6 +12,7 @@ import orjson
 import pytest
 
 from app.config import Settings
+from app.errors import InvalidInput
 from app.server.v2.codec import decode_request
 from tests.server.support import serving
 
@@ -51,7 +52,9 @@ async def test_binary_input_and_binary_data_output_return_raw_little_endian_tens
     doc = {"id": "b1", "parameters": {"binary_data_output": True}, "inputs": [tensor]}
     async with serving(SCALE) as (_, client):
         body, headers = binary_request(doc, data)
-        head, tail = split_response(await client.post("/v2/models/scale/infer", content=body, headers=headers))
+        head, tail = split_response(
+            await client.post("/v2/models/scale/infer", content=body, headers=headers)
+        )
     assert head["id"] == "b1"
     sizes = [out["parameters"]["binary_data_size"] for out in head["outputs"]]
     assert sizes == [32, 16, 16]
@@ -70,7 +73,9 @@ async def test_per_output_binary_data_overrides_the_request_default() -> None:
     }
     async with serving(SCALE) as (_, client):
         body, headers = binary_request(doc, data)
-        head, tail = split_response(await client.post("/v2/models/scale/infer", content=body, headers=headers))
+        head, tail = split_response(
+            await client.post("/v2/models/scale/infer", content=body, headers=headers)
+        )
     y, size = head["outputs"]
     assert y["data"] == [2, 2, 2, 2]
     assert size["parameters"] == {"binary_data_size": 8}
@@ -83,9 +88,19 @@ async def test_binary_and_json_inputs_mix_in_one_request() -> None:
     doc = {
         "inputs": [
             {"name": "f32", "shape": [3, 3], "datatype": "FP32", "data": list(range(9))},
-            {"name": "flag", "shape": [3], "datatype": "BOOL", "parameters": {"binary_data_size": 3}},
+            {
+                "name": "flag",
+                "shape": [3],
+                "datatype": "BOOL",
+                "parameters": {"binary_data_size": 3},
+            },
             {"name": "i64", "shape": [3, 2], "datatype": "INT64", "data": [1, 2, 3, 4, 5, 6]},
-            {"name": "u8", "shape": [3, 4], "datatype": "UINT8", "parameters": {"binary_data_size": 12}},
+            {
+                "name": "u8",
+                "shape": [3, 4],
+                "datatype": "UINT8",
+                "parameters": {"binary_data_size": 12},
+            },
             {"name": "f64", "shape": [3], "datatype": "FP64", "data": [1, 2, 3]},
         ],
         "outputs": [{"name": "flag_not", "parameters": {"binary_data": True}}, {"name": "u8_inv"}],
@@ -103,19 +118,37 @@ async def test_bytes_elements_are_length_prefixed_both_ways() -> None:
     chunk = serialize_bytes(items)
     doc = {
         "parameters": {"binary_data_output": True},
-        "inputs": [{"name": "text", "shape": [3], "datatype": "BYTES", "parameters": {"binary_data_size": len(chunk)}}],
+        "inputs": [
+            {
+                "name": "text",
+                "shape": [3],
+                "datatype": "BYTES",
+                "parameters": {"binary_data_size": len(chunk)},
+            }
+        ],
         "outputs": [{"name": "upper"}],
     }
     body, headers = binary_request(doc, chunk)
     async with serving(TEXTS) as (_, client):
-        head, tail = split_response(await client.post("/v2/models/texts/infer", content=body, headers=headers))
+        head, tail = split_response(
+            await client.post("/v2/models/texts/infer", content=body, headers=headers)
+        )
     assert head["outputs"][0]["datatype"] == "BYTES"
     assert tail == serialize_bytes([item.upper() for item in items])
 
 
 async def test_non_utf8_bytes_need_binary_output() -> None:
     chunk = serialize_bytes([b"\xff"])
-    doc = {"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "parameters": {"binary_data_size": len(chunk)}}]}
+    doc = {
+        "inputs": [
+            {
+                "name": "text",
+                "shape": [1],
+                "datatype": "BYTES",
+                "parameters": {"binary_data_size": len(chunk)},
+            }
+        ]
+    }
     body, headers = binary_request(doc, chunk)
     async with serving(TEXTS) as (_, client):
         response = await client.post("/v2/models/texts/infer", content=body, headers=headers)
@@ -126,7 +159,9 @@ async def test_non_utf8_bytes_need_binary_output() -> None:
 async def test_a_raw_binary_body_is_one_row_of_the_only_input() -> None:
     row = np.array([1, 2, 3, 4], dtype="<f4")
     async with serving(SCALE) as (_, client):
-        response = await client.post("/v2/models/scale/infer", content=row.tobytes(), headers={HEADER: "0"})
+        response = await client.post(
+            "/v2/models/scale/infer", content=row.tobytes(), headers={HEADER: "0"}
+        )
     head, tail = split_response(response)
     assert head["outputs"][0]["shape"] == [1, 4]
     np.testing.assert_array_equal(np.frombuffer(tail[:16], dtype="<f4"), row * 2)
@@ -134,20 +169,26 @@ async def test_a_raw_binary_body_is_one_row_of_the_only_input() -> None:
 
 async def test_a_raw_binary_body_is_one_bytes_element() -> None:
     async with serving(TEXTS) as (_, client):
-        response = await client.post("/v2/models/texts/infer", content=b"hello", headers={HEADER: "0"})
+        response = await client.post(
+            "/v2/models/texts/infer", content=b"hello", headers={HEADER: "0"}
+        )
     head, tail = split_response(response)
     assert [out["name"] for out in head["outputs"]] == ["length", "upper"]
     assert np.frombuffer(tail[:8], dtype="<i8").tolist() == [5]
     assert tail[8:] == serialize_bytes([b"HELLO"])
 
 
-@pytest.mark.parametrize(("encoding", "compress"), [("gzip", gzip.compress), ("deflate", zlib.compress)])
+@pytest.mark.parametrize(
+    ("encoding", "compress"), [("gzip", gzip.compress), ("deflate", zlib.compress)]
+)
 async def test_compressed_request_bodies_are_inflated(encoding, compress) -> None:
     tensor, data = x_binary(np.ones((1, 4), dtype=np.float32))
     body, headers = binary_request({"inputs": [tensor]}, data)
     async with serving(SCALE) as (_, client):
         response = await client.post(
-            "/v2/models/scale/infer", content=compress(body), headers={**headers, "content-encoding": encoding}
+            "/v2/models/scale/infer",
+            content=compress(body),
+            headers={**headers, "content-encoding": encoding},
         )
     assert response.status_code == 200
     assert response.json()["outputs"][0]["data"] == [2, 2, 2, 2]
@@ -161,3 +202,24 @@ def test_binary_inputs_are_views_of_the_request_body() -> None:
     assert np.shares_memory(array, np.frombuffer(body, dtype=np.uint8))
     assert not array.flags.writeable
     np.testing.assert_array_equal(array, values)
+
+
+def binary_tensor(datatype: str, chunk: bytes) -> tuple[bytes, int]:
+    params = {"binary_data_size": len(chunk)}
+    tensor = {"name": "t", "shape": [1], "datatype": datatype, "parameters": params}
+    body, headers = binary_request({"inputs": [tensor]}, chunk)
+    return body, int(headers[HEADER])
+
+
+@pytest.mark.parametrize(
+    ("datatype", "chunk", "message"),
+    [
+        ("BYTES", struct.pack("<I", 10) + b"abc", "runs past the data"),
+        ("BYTES", struct.pack("<I", 1) + b"ab", "1 bytes follow the last BYTES element"),
+        ("BYTES", b"ab", "ends before element 0"),
+        ("BOOL", b"\x02", "BOOL bytes must be 0 or 1"),
+    ],
+)
+def test_binary_decoding_refuses_malformed_chunks(datatype, chunk, message) -> None:
+    with pytest.raises(InvalidInput, match=message):
+        decode_request(*binary_tensor(datatype, chunk))

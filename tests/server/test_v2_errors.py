@@ -4,17 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import gzip
-import struct
 
 import numpy as np
 import orjson
 import pytest
 
-from app.batching import BatchPriority
 from app.config import Settings
-from app.errors import InvalidInput
-from app.server.v2.codec import decode_request
-from app.server.v2.infer import schedule_policy
 from tests.server.support import serving, until
 from tests.server.v2_models import POISON
 
@@ -54,10 +49,20 @@ SCALE_CASES = [
     ("missing input", doc(x(name="z")), {}, "missing input 'x'"),
     ("unknown input", doc(x(), x(name="z")), {}, "unknown input 'z'"),
     ("duplicate input", doc(x(), x()), {}, "given twice"),
-    ("datatype mismatch", doc(x(datatype="FP64")), {}, "datatype FP64 does not match the model's FP32"),
+    (
+        "datatype mismatch",
+        doc(x(datatype="FP64")),
+        {},
+        "datatype FP64 does not match the model's FP32",
+    ),
     ("bf16", doc(x(datatype="BF16")), {}, "BF16 is not supported"),
     ("unknown datatype", doc(x(datatype="fp32")), {}, "unknown datatype"),
-    ("shape mismatch", doc(x(shape=[1, 3], data=[1, 2, 3])), {}, "does not match the model's [-1, 4]"),
+    (
+        "shape mismatch",
+        doc(x(shape=[1, 3], data=[1, 2, 3])),
+        {},
+        "does not match the model's [-1, 4]",
+    ),
     ("element count", doc(x(data=[1, 2, 3])), {}, "needs 4 elements, 'data' holds 3"),
     ("nesting", doc(x(shape=[2, 4], data=[[1] * 8])), {}, "nested as [1, 8]"),
     ("ragged", doc(x(shape=[2, 4], data=[[1] * 4, [1]])), {}, "not a rectangular"),
@@ -69,35 +74,102 @@ SCALE_CASES = [
     ("empty batch", doc(x(shape=[0, 4], data=[])), {}, "the batch is empty"),
     ("unknown output", doc(x(), outputs=[{"name": "z"}]), {}, "unknown output 'z'"),
     ("duplicate output", doc(x(), outputs=[{"name": "y"}] * 2), {}, "requested twice"),
-    ("binary_data type", doc(x(), outputs=[{"name": "y", "parameters": {"binary_data": 1}}]), {}, "binary_data must be a boolean"),
-    ("classification", doc(x(), outputs=[{"name": "y", "parameters": {"classification": 3}}]), {}, "classification is not supported"),
-    ("binary_data_output", doc(x(), parameters={"binary_data_output": "yes"}), {}, "'binary_data_output' must be a boolean"),
+    (
+        "binary_data type",
+        doc(x(), outputs=[{"name": "y", "parameters": {"binary_data": 1}}]),
+        {},
+        "binary_data must be a boolean",
+    ),
+    (
+        "classification",
+        doc(x(), outputs=[{"name": "y", "parameters": {"classification": 3}}]),
+        {},
+        "classification is not supported",
+    ),
+    (
+        "binary_data_output",
+        doc(x(), parameters={"binary_data_output": "yes"}),
+        {},
+        "'binary_data_output' must be a boolean",
+    ),
     ("id type", doc(x(), id=5), {}, "'id' must be a string"),
-    ("negative priority", doc(x(), parameters={"priority": -1}), {}, "'priority' must be a non-negative integer"),
-    ("bool priority", doc(x(), parameters={"priority": True}), {}, "'priority' must be a non-negative integer"),
-    ("negative timeout", doc(x(), parameters={"timeout": -5}), {}, "'timeout' must be a non-negative integer"),
+    (
+        "negative priority",
+        doc(x(), parameters={"priority": -1}),
+        {},
+        "'priority' must be a non-negative integer",
+    ),
+    (
+        "bool priority",
+        doc(x(), parameters={"priority": True}),
+        {},
+        "'priority' must be a non-negative integer",
+    ),
+    (
+        "negative timeout",
+        doc(x(), parameters={"timeout": -5}),
+        {},
+        "'timeout' must be a non-negative integer",
+    ),
     ("timeout over limit", doc(x(), parameters={"timeout": 10**12}), {}, "exceeds the limit"),
     ("x-priority", doc(x()), {"x-priority": "urgent"}, "X-Priority must be one of"),
     ("x-timeout", doc(x()), {"x-request-timeout-seconds": "soon"}, "X-Request-Timeout-Seconds"),
     ("sequence", doc(x(), parameters={"sequence_id": 5}), {}, "sequence_id is not supported"),
-    ("shared memory", doc(x(parameters={"shared_memory_region": "r"})), {}, "shared memory is not supported"),
-    ("non-finite", *binary({"inputs": [X_BIN16]}, np.array([1, np.nan, 0, 0], "<f4").tobytes()), "NaN or Inf"),
-    ("size mismatch", *binary({"inputs": [_no_data(x(parameters={"binary_data_size": 12}))]}, ONES[:12]), "needs 16"),
-    ("trailing bytes", *binary({"inputs": [X_BIN16]}, ONES, b"xx"), "2 bytes of binary data belong to no input"),
+    (
+        "shared memory",
+        doc(x(parameters={"shared_memory_region": "r"})),
+        {},
+        "shared memory is not supported",
+    ),
+    (
+        "non-finite",
+        *binary({"inputs": [X_BIN16]}, np.array([1, np.nan, 0, 0], "<f4").tobytes()),
+        "NaN or Inf",
+    ),
+    (
+        "size mismatch",
+        *binary({"inputs": [_no_data(x(parameters={"binary_data_size": 12}))]}, ONES[:12]),
+        "needs 16",
+    ),
+    (
+        "trailing bytes",
+        *binary({"inputs": [X_BIN16]}, ONES, b"xx"),
+        "2 bytes of binary data belong to no input",
+    ),
     ("past the end", *binary({"inputs": [X_BIN16]}, ONES[:8]), "runs past the end"),
-    ("no header", orjson.dumps({"inputs": [X_BIN16]}), {}, "needs the Inference-Header-Content-Length"),
+    (
+        "no header",
+        orjson.dumps({"inputs": [X_BIN16]}),
+        {},
+        "needs the Inference-Header-Content-Length",
+    ),
     ("bad header", doc(x()), {HEADER: "ten"}, "Inference-Header-Content-Length must be"),
     ("header too long", doc(x()), {HEADER: "100000"}, "Inference-Header-Content-Length must be"),
-    ("data and binary", *binary({"inputs": [x(parameters={"binary_data_size": 16})]}, ONES), "not both"),
-    ("binary size type", *binary({"inputs": [_no_data(x(parameters={"binary_data_size": "16"}))]}, ONES), "non-negative integer"),
+    (
+        "data and binary",
+        *binary({"inputs": [x(parameters={"binary_data_size": 16})]}, ONES),
+        "not both",
+    ),
+    (
+        "binary size type",
+        *binary({"inputs": [_no_data(x(parameters={"binary_data_size": "16"}))]}, ONES),
+        "non-negative integer",
+    ),
     ("raw size", b"\x00" * 15, {HEADER: "0"}, "needs 16"),
     ("corrupt gzip", b"not gzip", {"content-encoding": "gzip"}, "not valid gzip data"),
     ("encoding", doc(x()), {"content-encoding": "br"}, "Content-Encoding 'br' is not supported"),
-    ("gzip bomb", gzip.compress(b" " * 100_000), {"content-encoding": "gzip"}, "exceeds max_body_bytes"),
+    (
+        "gzip bomb",
+        gzip.compress(b" " * 100_000),
+        {"content-encoding": "gzip"},
+        "exceeds max_body_bytes",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("body", "headers", "message"), [c[1:] for c in SCALE_CASES], ids=[c[0] for c in SCALE_CASES])
+@pytest.mark.parametrize(
+    ("body", "headers", "message"), [c[1:] for c in SCALE_CASES], ids=[c[0] for c in SCALE_CASES]
+)
 async def test_unusable_requests_are_400_with_a_clear_message(body, headers, message) -> None:
     async with serving(Settings(model=SCALE, max_body_bytes=65536)) as (_, client):
         response = await client.post("/v2/models/scale/infer", content=body, headers=headers)
@@ -126,12 +198,18 @@ MULTI_CASES = [
 ]
 
 
-@pytest.mark.parametrize(("changes", "message"), [c[1:] for c in MULTI_CASES], ids=[c[0] for c in MULTI_CASES])
+@pytest.mark.parametrize(
+    ("changes", "message"), [c[1:] for c in MULTI_CASES], ids=[c[0] for c in MULTI_CASES]
+)
 async def test_multi_input_requests_are_checked_input_by_input(changes, message) -> None:
     inputs = [changes.get(t["name"], t) for t in GOOD]
     async with serving(Settings(model=MULTI)) as (_, client):
-        response = await client.post("/v2/models/multi_io/infer", json={"inputs": [t for t in inputs if t]})
-        raw = await client.post("/v2/models/multi_io/infer", content=b"\x00" * 4, headers={HEADER: "0"})
+        response = await client.post(
+            "/v2/models/multi_io/infer", json={"inputs": [t for t in inputs if t]}
+        )
+        raw = await client.post(
+            "/v2/models/multi_io/infer", content=b"\x00" * 4, headers={HEADER: "0"}
+        )
     assert response.status_code == 400
     assert message in response.json()["error"]
     assert raw.status_code == 400
@@ -151,7 +229,9 @@ async def test_a_scalar_without_batch_dimension_is_refused() -> None:
 async def test_a_model_failure_is_500_for_the_poisoned_request_only() -> None:
     async with serving(Settings(model=SCALE, admin_token=TOKEN)) as (app, client):
         await client.post("/admin/pause", headers=AUTH)
-        bad = asyncio.create_task(client.post("/v2/models/scale/infer", content=doc(x(data=[POISON] * 4))))
+        bad = asyncio.create_task(
+            client.post("/v2/models/scale/infer", content=doc(x(data=[POISON] * 4)))
+        )
         good = asyncio.create_task(client.post("/v2/models/scale/infer", content=doc(x())))
         await until(lambda: len(app.state.processor) == 2)
         await client.post("/admin/resume", headers=AUTH)
@@ -186,45 +266,3 @@ async def test_a_passed_deadline_is_504(request_doc, headers) -> None:
         await client.post("/admin/resume", headers=AUTH)
     assert response.status_code == 504
     assert response.json()["code"] == "deadline_exceeded"
-
-
-SETTINGS = Settings(request_timeout_s=30.0)
-
-
-@pytest.mark.parametrize(
-    ("params", "headers", "expected"),
-    [
-        ({}, {}, (BatchPriority.NORMAL, 30.0)),
-        ({"priority": 0}, {"x-priority": "high"}, (BatchPriority.HIGH, 30.0)),
-        ({"priority": 1}, {"x-priority": "low"}, (BatchPriority.HIGH, 30.0)),
-        ({"priority": 2}, {}, (BatchPriority.NORMAL, 30.0)),
-        ({"priority": 3}, {}, (BatchPriority.LOW, 30.0)),
-        ({"priority": 1000}, {}, (BatchPriority.LOW, 30.0)),
-        ({"timeout": 250_000}, {}, (BatchPriority.NORMAL, 0.25)),
-        ({"timeout": 0}, {"x-request-timeout-seconds": "2"}, (BatchPriority.NORMAL, 2.0)),
-        ({"timeout": 5_000_000}, {"x-request-timeout-seconds": "1"}, (BatchPriority.NORMAL, 5.0)),
-    ],
-)
-def test_schedule_policy_maps_triton_levels_and_microseconds(params, headers, expected) -> None:
-    assert schedule_policy(params, headers, SETTINGS) == expected
-
-
-def binary_tensor(datatype: str, chunk: bytes) -> tuple[bytes, int]:
-    params = {"binary_data_size": len(chunk)}
-    tensor = {"name": "t", "shape": [1], "datatype": datatype, "parameters": params}
-    body, headers = binary({"inputs": [tensor]}, chunk)
-    return body, int(headers[HEADER])
-
-
-@pytest.mark.parametrize(
-    ("datatype", "chunk", "message"),
-    [
-        ("BYTES", struct.pack("<I", 10) + b"abc", "runs past the data"),
-        ("BYTES", struct.pack("<I", 1) + b"ab", "1 bytes follow the last BYTES element"),
-        ("BYTES", b"ab", "ends before element 0"),
-        ("BOOL", b"\x02", "BOOL bytes must be 0 or 1"),
-    ],
-)
-def test_binary_decoding_refuses_malformed_chunks(datatype, chunk, message) -> None:
-    with pytest.raises(InvalidInput, match=message):
-        decode_request(*binary_tensor(datatype, chunk))

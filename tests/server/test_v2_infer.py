@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 
 import orjson
+import pytest
 
+from app.batching import BatchPriority
 from app.config import Settings
+from app.server.v2.infer import schedule_policy
 from tests.server.support import serving, until
 
 SCALE = Settings(model="tests.server.v2_models:scale", admin_token="t" * 16)
@@ -33,7 +36,12 @@ async def test_rows_come_back_in_order_with_the_id_echoed() -> None:
     body = response.json()
     assert (body["model_name"], body["model_version"], body["id"]) == ("scale", "1", "req-7")
     y = outputs_by_name(body)["y"]
-    assert y == {"name": "y", "datatype": "FP32", "shape": [2, 4], "data": [2, 4, 6, 8, 10, 12, 14, 16]}
+    assert y == {
+        "name": "y",
+        "datatype": "FP32",
+        "shape": [2, 4],
+        "data": [2, 4, 6, 8, 10, 12, 14, 16],
+    }
 
 
 async def test_flat_and_nested_data_are_the_same_tensor() -> None:
@@ -59,7 +67,12 @@ async def test_every_common_datatype_round_trips_through_a_multi_io_model() -> N
             {"name": "f32", "shape": [2, 3], "datatype": "FP32", "data": [1, 2, 3, 4, 5, 6.5]},
             {"name": "i64", "shape": [2, 2], "datatype": "INT64", "data": [[1, 2], [3, 2**40]]},
             {"name": "f64", "shape": [2], "datatype": "FP64", "data": [1.5, -2]},
-            {"name": "u8", "shape": [2, 4], "datatype": "UINT8", "data": [0, 1, 2, 3, 4, 5, 6, 255]},
+            {
+                "name": "u8",
+                "shape": [2, 4],
+                "datatype": "UINT8",
+                "data": [0, 1, 2, 3, 4, 5, 6, 255],
+            },
             {"name": "flag", "shape": [2], "datatype": "BOOL", "data": [True, False]},
         ]
     }
@@ -82,7 +95,9 @@ async def test_json_integers_are_coerced_to_the_declared_float_type() -> None:
 
 
 async def test_bytes_tensors_carry_utf8_strings_in_json() -> None:
-    request = {"inputs": [{"name": "text", "shape": [2], "datatype": "BYTES", "data": ["ab", "çd"]}]}
+    request = {
+        "inputs": [{"name": "text", "shape": [2], "datatype": "BYTES", "data": ["ab", "çd"]}]
+    }
     async with serving(Settings(model="tests.server.v2_models:texts")) as (_, client):
         response = await client.post("/v2/models/texts/infer", json=request)
     out = outputs_by_name(response.json())
@@ -99,7 +114,9 @@ async def test_a_text_model_receives_str_and_answers_bytes() -> None:
 
 
 async def test_an_undeclared_model_takes_one_input_of_any_name_and_type() -> None:
-    request = {"inputs": [{"name": "anything", "shape": [2, 2], "datatype": "INT32", "data": [1, 2, 3, 4]}]}
+    request = {
+        "inputs": [{"name": "anything", "shape": [2, 2], "datatype": "INT32", "data": [1, 2, 3, 4]}]
+    }
     async with serving(Settings(model="tests.server.v2_models:plus_one")) as (_, client):
         response = await client.post("/v2/models/plus_one/infer", json=request)
     assert response.json()["outputs"] == [
@@ -152,3 +169,24 @@ async def test_the_x_priority_header_applies_without_a_priority_parameter() -> N
         low_call = outputs_by_name((await low).json())["call"]["data"][0]
         high_call = outputs_by_name((await high).json())["call"]["data"][0]
     assert high_call < low_call
+
+
+SETTINGS = Settings(request_timeout_s=30.0)
+
+
+@pytest.mark.parametrize(
+    ("params", "headers", "expected"),
+    [
+        ({}, {}, (BatchPriority.NORMAL, 30.0)),
+        ({"priority": 0}, {"x-priority": "high"}, (BatchPriority.HIGH, 30.0)),
+        ({"priority": 1}, {"x-priority": "low"}, (BatchPriority.HIGH, 30.0)),
+        ({"priority": 2}, {}, (BatchPriority.NORMAL, 30.0)),
+        ({"priority": 3}, {}, (BatchPriority.LOW, 30.0)),
+        ({"priority": 1000}, {}, (BatchPriority.LOW, 30.0)),
+        ({"timeout": 250_000}, {}, (BatchPriority.NORMAL, 0.25)),
+        ({"timeout": 0}, {"x-request-timeout-seconds": "2"}, (BatchPriority.NORMAL, 2.0)),
+        ({"timeout": 5_000_000}, {"x-request-timeout-seconds": "1"}, (BatchPriority.NORMAL, 5.0)),
+    ],
+)
+def test_schedule_policy_maps_triton_levels_and_microseconds(params, headers, expected) -> None:
+    assert schedule_policy(params, headers, SETTINGS) == expected

@@ -141,3 +141,13 @@ async def test_openapi_documents_the_v2_routes() -> None:
     assert {"400", "404", "500", "503", "504"} <= set(infer["responses"])
     headers = {p["name"] for p in infer["parameters"] if p["in"] == "header"}
     assert "Inference-Header-Content-Length" in headers
+
+
+@pytest.mark.parametrize(
+    ("method", "path"), [("GET", "/v2/models/scale/stats"), ("POST", "/v2/repository/index")]
+)
+async def test_other_v2_paths_are_404_in_the_v2_error_format(method, path) -> None:
+    async with serving(SCALE) as (_, client):
+        response = await client.request(method, path)
+    assert response.status_code == 404
+    assert path in response.json()["error"]

@@ -75,7 +75,9 @@ def decompress(body: bytes, encoding: str | None, limit: int) -> bytes:
     if name == "identity":
         return body
     if name not in _ENCODINGS:
-        raise MalformedRequest(f"Content-Encoding {name[:20]!r} is not supported; use gzip")
+        raise MalformedRequest(
+            f"Content-Encoding {name[:20]!r} is not supported; use gzip or deflate"
+        )
     inflater = zlib.decompressobj(_ENCODINGS[name])
     try:
         out = inflater.decompress(body, limit + 1)

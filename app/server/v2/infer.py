@@ -159,6 +159,8 @@ def _check_names(specs: Sequence[TensorSpec], inputs: Mapping[str, InputTensor])
 def _conform(spec: TensorSpec, tensor: InputTensor) -> Array:
     where = f"input {spec.name!r}"
     expected = datatype_of(spec.np_dtype)
+    if expected is None:
+        raise InvalidInput(f"{where}: the model's dtype {spec.dtype} has no V2 datatype")
     if tensor.datatype != expected:
         raise InvalidInput(
             f"{where}: datatype {tensor.datatype} does not match the model's {expected}"

@@ -208,3 +208,11 @@ async def infer_version(
 ) -> Response:
     """As inference; only version ``1`` exists."""
     return await _infer(request, state, model_name, model_version)
+
+
+@router.api_route("/{path:path}", methods=["GET", "POST", "PUT", "DELETE"], include_in_schema=False)
+def unknown(path: str) -> JSONResponse:
+    """Any other V2 path (statistics, repository, shared memory): 404 in the V2 error format,
+    so protocol clients report it as such."""
+    body = {"error": f"/v2/{path[:100]} is not an endpoint of this server", "code": "not_found"}
+    return JSONResponse(body, status_code=404)

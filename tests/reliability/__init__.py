@@ -1,0 +1,1 @@
+"""Reliability and security scenarios against a real `batchserve serve` process."""

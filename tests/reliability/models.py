@@ -1,0 +1,74 @@
+"""The test model of the reliability scenarios, loaded as `tests.reliability.models:recorder`.
+
+A row is ``[id, -id / 4, kind, 3]`` (float32): every client sends distinct ids, so a caller
+handed someone else's row is detected, and ``kind`` asks for a fault. The answer is the row
+doubled. Settings come from the environment when the service loads the model:
+
+- ``RELIABILITY_CALL_LOG``: a file that gets one line per model call, written before the model
+  works: ``<time.monotonic()> <id> <id> ...`` (the clock is system-wide, so tests compare it
+  with their own);
+- ``RELIABILITY_DELAY_S``: seconds each call takes (simulated work).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+NORMAL = 0.0
+POISON = 1.0  # the model raises for any batch that holds such a row
+HANG = 2.0  # the model blocks forever on any batch that holds such a row
+WIDTH = 4
+
+
+def make_row(ident: int, kind: float = NORMAL) -> list[float]:
+    """The input row of request `ident` (ids start at 1; 0 is the service's warm-up row)."""
+    return [float(ident), -ident / 4, kind, 3.0]
+
+
+def expected_answer(ident: int, kind: float = NORMAL) -> list[float]:
+    """What the model answers for `make_row(ident, kind)`."""
+    return [2.0 * v for v in make_row(ident, kind)]
+
+
+class Recorder:
+    """Doubles each row; logs every call; fails on POISON rows and never returns on HANG."""
+
+    input_shape = (WIDTH,)
+    input_dtype = "float32"
+
+    def __init__(self, call_log: Path | None, delay_s: float) -> None:
+        self._call_log = call_log
+        self._delay_s = delay_s
+        self._lock = threading.Lock()
+        self._never = threading.Event()
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        self._record(batch)
+        kinds = batch[:, 2]
+        if np.any(kinds == HANG):
+            self._never.wait()
+        if self._delay_s > 0:
+            time.sleep(self._delay_s)
+        if np.any(kinds == POISON):
+            raise ValueError("poison row in the batch")
+        return batch * 2
+
+    def _record(self, batch: np.ndarray) -> None:
+        if self._call_log is None:
+            return
+        ids = " ".join(str(int(v)) for v in batch[:, 0])
+        line = f"{time.monotonic():.6f} {ids}\n"
+        with self._lock, self._call_log.open("a") as log:
+            log.write(line)
+
+
+def recorder() -> Recorder:
+    """The factory the service calls once at start-up."""
+    path = os.environ.get("RELIABILITY_CALL_LOG")
+    delay = float(os.environ.get("RELIABILITY_DELAY_S", "0"))
+    return Recorder(Path(path) if path else None, delay)
