@@ -26,7 +26,11 @@ model call per batch; each caller gets exactly its own rows back.
 
 Errors are `{"error": "...", "code": "..."}` with: 400 malformed, 413 too large, 415 content
 type, 422 invalid input, 429 queue full (Retry-After), 500 model failure, 503 not ready or
-shutting down, 504 deadline passed."""
+shutting down, 504 deadline passed.
+
+The `/v2` routes speak the Open Inference Protocol (KServe V2, Triton's binary tensor and
+schedule-policy extensions) and follow its status codes: every bad request is 400 and a full
+queue is 503 (with Retry-After)."""
 
 
 def create_app(
