@@ -171,13 +171,14 @@ class BatchProcessor(Generic[T, U]):
         self.logger.info("batch processor stopped")
 
     def _abort(self, reason: str) -> None:
-        self._abort_event.set()
         left = self.queue.abort()
         self._fail(left, ShuttingDown(reason), REJECT_SHUTTING_DOWN)
         running = list(self._inflight)
         if running:
             self.logger.warning("%d item(s) still running at the drain deadline", len(running))
             self._fail(running, ShuttingDown("the drain deadline passed while the model ran"))
+        # Set last: a worker it wakes (retry delay, batch interval) finds its callers answered.
+        self._abort_event.set()
 
     def pause(self) -> None:
         """Dispatch nothing new; queued items stay queued (their deadlines still apply)."""
@@ -346,15 +347,18 @@ class BatchProcessor(Generic[T, U]):
             return entries
         target = self.current_batch_size
         until = time.monotonic() + self.config.batch_timeout
-        while len(entries) < target:
+        left = None if cap is None else cap - sum(_entry_nbytes(e) for e in entries)
+        # A batch full by bytes is full: waiting for items that cannot fit only adds latency.
+        while len(entries) < target and (left is None or left > 0):
             remaining = until - time.monotonic()
             if remaining <= 0 or not self.queue.wait_for_items(remaining):
                 break
-            left = None if cap is None else cap - sum(_entry_nbytes(e) for e in entries)
             more = self.queue.take_nowait(target - len(entries), left, _entry_nbytes)
             if not more:
                 break
             entries.extend(more)
+            if left is not None:
+                left -= sum(_entry_nbytes(e) for e in more)
         return entries
 
     def _process_batch(self, entries: list[PrioritizedItem], runner: GroupRunner) -> None:
@@ -368,7 +372,9 @@ class BatchProcessor(Generic[T, U]):
             live = self._admit(entries, start)
             for key, group in self._group(live).items():
                 if self._abort_event.is_set():
-                    break  # stop() has failed this batch already: do not run the model again
+                    # Past stop()'s deadline: answer instead of running the model again.
+                    self._fail(group, ShuttingDown("the batch processor stopped"))
+                    continue
                 self._run_group(key, group, runner)
         except Exception:
             # No caller may be left waiting because the engine itself broke (an item that
@@ -392,7 +398,7 @@ class BatchProcessor(Generic[T, U]):
             except RuntimeError:  # settled by someone else while queued
                 running = False
             if not running:
-                self._count_reject(REJECT_CANCELLED)
+                self._count_dropped(entry, now)
             elif entry.deadline is not None and entry.deadline <= now:
                 self._expire(entry, now)
             else:
@@ -595,7 +601,18 @@ class BatchProcessor(Generic[T, U]):
             self._count_reject(reason, failed)
 
     def _expire(self, entry: PrioritizedItem, now: float) -> None:
-        self._fail([entry], DeadlineExceeded(_deadline_message(entry, now)), REJECT_DEADLINE)
+        future = entry.future
+        if settle_error(future, DeadlineExceeded(_deadline_message(entry, now))):
+            self._count_reject(REJECT_DEADLINE)
+        elif future is not None and future.cancelled():
+            self._count_dropped(entry, now)
+
+    def _count_dropped(self, entry: PrioritizedItem, now: float) -> None:
+        """Count a queued entry its caller cancelled, once. A caller waiting with the same
+        deadline cancels at that deadline (its timer races with the reaper): past the
+        deadline the drop counts as a deadline, before it as a cancel."""
+        late = entry.deadline is not None and entry.deadline <= now
+        self._count_reject(REJECT_DEADLINE if late else REJECT_CANCELLED)
 
 
 def _deadline_message(entry: PrioritizedItem, now: float) -> str:

@@ -105,6 +105,7 @@ class Recorder(MetricsCollector):
         self.retries = 0
         self.isolations = 0
         self.targets: list[int] = []
+        self.finished = 0  # batches completely done (no longer active)
         self._changed = threading.Condition()
 
     def on_batch(
@@ -133,8 +134,15 @@ class Recorder(MetricsCollector):
     def on_target_size(self, size: int) -> None:
         self.targets.append(size)
 
-    def wait_batches(self, count: int, timeout: float = WAIT_S) -> None:
-        """Block until `count` batches have been fully accounted (stats updated, hooks run)."""
+    def on_queue_depth(self, depths: dict[str, int]) -> None:
+        # Called once per batch, after everything else the worker does for it.
         with self._changed:
-            if not self._changed.wait_for(lambda: len(self.batches) >= count, timeout):
-                raise AssertionError(f"{len(self.batches)} batches reported, expected {count}")
+            self.finished += 1
+            self._changed.notify_all()
+
+    def wait_finished(self, count: int, timeout: float = WAIT_S) -> None:
+        """Block until `count` batches are completely done: stats, target size, gc and logging
+        all happen before this hook, which is the last thing the worker does per batch."""
+        with self._changed:
+            if not self._changed.wait_for(lambda: self.finished >= count, timeout):
+                raise AssertionError(f"{self.finished} batches finished, expected {count}")

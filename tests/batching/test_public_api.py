@@ -19,7 +19,7 @@ from app.batching import (
     PrioritizedItem,
 )
 from app.errors import DeadlineExceeded, ItemTooLarge, QueueFull, ShuttingDown
-from tests.batching.support import ProcessorFactory, RecordingModel, Recorder, row
+from tests.batching.support import ProcessorFactory, Recorder, RecordingModel, row
 
 SPEC_PARAMETERS = (
     "initial_batch_size",
@@ -118,8 +118,8 @@ def test_processor_methods_have_the_spec_signatures() -> None:
         assert declared["timeout"] is None
         assert declared["priority"] is BatchPriority.NORMAL
     assert list(params(BatchProcessor.update_batch_size)) == ["new_size"]
-    for method in ("pause", "resume", "get_stats"):
-        assert params(getattr(BatchProcessor, method)) == {}
+    for name in ("pause", "resume", "get_stats"):
+        assert params(getattr(BatchProcessor, name)) == {}
 
 
 def test_batch_stats_has_the_spec_interface() -> None:
@@ -208,6 +208,6 @@ def test_metrics_collector_is_optional_and_receives_the_engine_hooks(
     processor = make_processor(model, metrics_collector=recorder)
     assert processor.metrics is recorder
     processor.enqueue_predict(row(1)).result(timeout=5)
-    recorder.wait_batches(1)
+    recorder.wait_finished(1)
     assert recorder.batches[0][0] == 1
     assert make_processor().metrics is None

@@ -1,0 +1,96 @@
+"""`await processor.submit(...)` from asyncio: results without blocking the event loop, and a
+cancelled awaiting task takes its queued item with it."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from app.errors import ModelError, QueueFull
+from tests.batching.support import GatedModel, ProcessorFactory, RecordingModel, row
+
+
+async def test_submit_returns_the_callers_row(
+    make_processor: ProcessorFactory, model: RecordingModel
+) -> None:
+    processor = make_processor(model)
+    results = await asyncio.gather(*(processor.submit(row(i)) for i in range(10)))
+    for i, result in enumerate(results):
+        np.testing.assert_array_equal(result, row(2 * i))
+
+
+async def test_submit_many_returns_rows_in_order(
+    make_processor: ProcessorFactory, model: RecordingModel
+) -> None:
+    processor = make_processor(model)
+    results = await processor.submit_many([row(i) for i in range(5)])
+    assert [int(r[0]) for r in results] == [0, 2, 4, 6, 8]
+    assert model.batch_sizes == [5]
+    assert await processor.submit_many([]) == []
+
+
+async def test_awaiting_a_busy_model_does_not_block_the_event_loop(
+    make_processor: ProcessorFactory, gated: GatedModel
+) -> None:
+    processor = make_processor(gated)
+    pending = asyncio.create_task(processor.submit(row(1)))
+    # This await completes only if the loop keeps running while the model holds the item.
+    await asyncio.wait_for(asyncio.to_thread(gated.wait_calls, 1), timeout=5)
+    assert not pending.done()
+    gated.open()
+    np.testing.assert_array_equal(await asyncio.wait_for(pending, 5), row(2))
+
+
+async def test_cancelling_the_awaiting_task_cancels_its_queued_item(
+    make_processor: ProcessorFactory, gated: GatedModel
+) -> None:
+    processor = make_processor(gated)
+    busy = asyncio.create_task(processor.submit(row(0)))
+    await asyncio.wait_for(asyncio.to_thread(gated.wait_calls, 1), timeout=5)
+    doomed = asyncio.create_task(processor.submit(row(1)))
+    await asyncio.sleep(0)  # its first step queues the item
+    assert len(processor) == 1
+    doomed.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await doomed
+    gated.open()
+    await asyncio.wait_for(busy, 5)
+    np.testing.assert_array_equal(await processor.submit(row(2)), row(4))
+    assert gated.seen == [0, 2]
+
+
+async def test_submit_never_waits_for_room_in_a_full_queue(
+    make_processor: ProcessorFactory,
+) -> None:
+    processor = make_processor(RecordingModel(), max_queue_size=1)
+    processor.pause()
+    queued = asyncio.ensure_future(processor.submit(row(0)))
+    await asyncio.sleep(0)
+    with pytest.raises(QueueFull):
+        await processor.submit(row(1))
+    processor.resume()
+    await asyncio.wait_for(queued, 5)
+
+
+async def test_submit_many_cancels_its_queued_items_when_one_fails(
+    make_processor: ProcessorFactory,
+) -> None:
+    seen: list[int] = []
+    processor = make_processor(initial_batch_size=1, processing_strategy="greedy")
+
+    def model(item: int) -> int:
+        seen.append(item)
+        if item == 1:
+            processor.pause()  # items 2 and 3 stay queued while the failure is reported
+            raise ValueError("one is refused")
+        return item
+
+    processor.start(model)
+    with pytest.raises(ModelError, match="one is refused"):
+        await processor.submit_many([1, 2, 3])
+    processor.resume()
+    assert await processor.submit(4) == 4
+    assert seen == [1, 4]
+    assert processor.get_stats()["rejected"] == {"cancelled": 2}

@@ -1,0 +1,90 @@
+"""Overload: offered load far above capacity against a small queue and a slow model."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.reliability.support import (
+    ResourceSampler,
+    Service,
+    Tally,
+    check_engine_totals,
+    check_server_counts,
+    client,
+    percentile,
+    quiet_log,
+    run_workers,
+    send,
+    service,
+)
+
+pytestmark = pytest.mark.e2e
+
+QUEUE = 8
+BATCH = 4
+DELAY_S = 0.05  # per model call: capacity is BATCH / DELAY_S = 80 rows/s
+CLIENTS = 24  # each with its own connection; more would only load the test's own event loop
+OVERLOAD_REQUESTS = 1500
+RECOVERY_REQUESTS = 40
+REJECT_P99_S = 0.5  # a 429 is an answer, not a wait
+ACCEPTED_MAX_S = 2.0  # a full queue drains in (QUEUE / BATCH + 1) * DELAY_S = 0.15 s
+RSS_GROWTH_MB = 64
+ENV = {
+    "BATCHSERVE_MAX_QUEUE_SIZE": str(QUEUE),
+    "BATCHSERVE_MAX_BATCH_SIZE": str(BATCH),
+    "BATCHSERVE_ACCESS_LOG": "false",
+}
+
+
+async def _overload(svc: Service, tally: Tally, ids: Iterator[int]) -> None:
+    """CLIENTS closed-loop clients that resend at once, whatever the answer."""
+    jobs = ({"ids": next(ids), "timeout_s": 10} for _ in range(OVERLOAD_REQUESTS))
+    await run_workers(svc.url, CLIENTS, jobs, tally, timeout_s=10)
+
+
+async def _recovery(svc: Service, tally: Tally, ids: Iterator[int]) -> Tally:
+    """Load within capacity: a few at a time."""
+    recovered = Tally()
+    async with client(svc.url, connections=BATCH) as http:
+        for _ in range(RECOVERY_REQUESTS // BATCH):
+            batch = await asyncio.gather(*(send(http, next(ids)) for _ in range(BATCH)))
+            recovered.extend(batch)
+    tally.extend(recovered.outcomes)
+    return recovered
+
+
+def test_overload_is_refused_fast_and_service_recovers_when_load_drops(tmp_path: Path) -> None:
+    tally = Tally()
+    ids = itertools.count(1)
+    with service(tmp_path, ENV, delay_s=DELAY_S) as svc:
+        with ResourceSampler(svc.process) as resources:
+            asyncio.run(_overload(svc, tally, ids))
+        overload = Tally(list(tally.outcomes))
+        recovered = asyncio.run(_recovery(svc, tally, ids))
+        metrics = check_server_counts(svc, tally)
+        engine = check_engine_totals(svc, metrics)
+        log = svc.log()
+
+    tally.check(OVERLOAD_REQUESTS + RECOVERY_REQUESTS)
+    rejected = overload.with_status(429)
+    accepted = overload.with_status(200)
+    assert set(overload.codes()) <= {"200", "429"}, overload.summary()
+    assert len(rejected) > 2 * len(accepted), overload.summary()  # truly overloaded
+    assert accepted, overload.summary()
+    assert all(o.code == "queue_full" for o in rejected)
+    assert all(o.retry_after is not None and int(o.retry_after) >= 1 for o in rejected)
+    assert percentile(overload.latencies(429), 99) < REJECT_P99_S, overload.summary()
+    assert max(overload.latencies(200)) < ACCEPTED_MAX_S
+    assert resources.peak_rss_growth_mb() < RSS_GROWTH_MB, resources.samples
+
+    assert recovered.codes() == {"200": RECOVERY_REQUESTS}, recovered.summary()
+    assert max(recovered.latencies(200)) < ACCEPTED_MAX_S
+    assert engine["rejected"].get("queue_full", 0) == len(rejected)
+    assert engine["queue_size"] == 0
+    assert metrics.value("batchserve_rejected_total", reason="queue_full") == len(rejected)
+    assert not quiet_log(log), quiet_log(log)[:5]
