@@ -24,6 +24,7 @@ ignores the neighbours. Run it pinned::
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import threading
 import time
@@ -129,6 +130,8 @@ def main() -> None:
         "--in-flight", type=int, default=2048, help="items outstanding per producer (bounded)"
     )
     args = parser.parse_args()
+    # With everything in flight the queue rightly reports itself degraded: not news here.
+    logging.getLogger("app.batching").setLevel(logging.ERROR)
     items = [np.full(ROW_SHAPE, i, dtype=np.float32) for i in range(args.items)]
 
     n = len(items)

@@ -77,6 +77,7 @@ class ItemQueue:
                     heapq.heappush(deadlines, (entry.deadline, entry.sequence, entry))
                     new_earliest |= earliest is None or entry.deadline < earliest
             self._size += needed
+            self._compact_locked()
             self._not_empty.notify()
             return new_earliest
 
@@ -222,12 +223,29 @@ class ItemQueue:
                 if not entry.removed:
                     self._remove_locked(entry)
                     expired.append(entry)
-            if len(heap) > 2 * self._size + 64:
-                self._deadlines = [item for item in heap if not item[2].removed]
-                heapq.heapify(self._deadlines)
+            self._compact_locked()
             if expired:
                 self._not_full.notify(len(expired))
         return expired
+
+    def _compact_locked(self) -> None:
+        """Drop removed entries once they outnumber the queued ones (amortised O(1)).
+
+        Entries taken for a batch stay in the deadline heap, and expired ones in their
+        level's deque, until they reach its front. The reaper reaches the heap's front only
+        at the next queued deadline (and nothing takes from a paused deque), so without this
+        every item served meanwhile, with its future and result, would stay alive for up to
+        a whole request timeout: memory growing with throughput.
+        """
+        limit = 2 * self._size + 64
+        if len(self._deadlines) > limit:
+            self._deadlines = [item for item in self._deadlines if not item[2].removed]
+            heapq.heapify(self._deadlines)
+        if sum(map(len, self._levels)) > limit:
+            for level in self._levels:
+                kept = [entry for entry in level if not entry.removed]
+                level.clear()
+                level.extend(kept)
 
     def next_deadline(self) -> float | None:
         """The earliest deadline of a queued entry, or None."""

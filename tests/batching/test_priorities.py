@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from concurrent.futures import Future
 
 import numpy as np
 
@@ -64,16 +65,20 @@ def test_priority_order_holds_within_one_stacked_batch(
 def sustained_high_load(
     make_processor: ProcessorFactory, chain: int | None, **config: object
 ) -> list[int]:
-    """Queue one LOW item (ident 1) and one HIGH item (ident 1000), resume, and let every HIGH
-    item the model sees queue the next HIGH one: HIGH is never absent from the queue until
-    the chain ends (after `chain` items; None = until LOW has been served)."""
+    """Start a chain of HIGH items (idents 1000, 1001, ...) in which the model queues the next
+    HIGH item whenever it runs one, so HIGH is never absent from the queue; while running the
+    first, it also queues one LOW item (ident 1). The chain ends after `chain` items (None:
+    once LOW has been served). Returns the order the model saw the idents in."""
     low_served = threading.Event()
+    low: list[Future[np.ndarray]] = []
     seen: list[int] = []
     processor = make_processor(initial_batch_size=1, processing_strategy="greedy", **config)
 
     def model(batch: np.ndarray) -> np.ndarray:
         for ident in (int(r[0]) for r in batch):
             seen.append(ident)
+            if ident == 1000:
+                low.append(processor.enqueue_predict(row(1), priority=LOW))
             if ident == 1:
                 low_served.set()
             elif not low_served.is_set() and (chain is None or ident < 1000 + chain - 1):
@@ -81,12 +86,10 @@ def sustained_high_load(
         return batch
 
     processor.start(model)
-    processor.pause()
-    low = processor.enqueue_predict(row(1), priority=LOW)
     processor.enqueue(row(1000), priority=HIGH)
-    processor.resume()
-    low.result(timeout=10)
+    assert low_served.wait(10)
     processor.stop(timeout=5)
+    np.testing.assert_array_equal(low[0].result(timeout=0), row(1))
     return seen
 
 
@@ -95,7 +98,7 @@ def test_low_priority_is_not_starved_under_sustained_high_load(
 ) -> None:
     seen = sustained_high_load(make_processor, chain=None, priority_aging=0.05)
     served_at = seen.index(1)
-    assert served_at > 0  # HIGH went first while LOW was young
+    assert seen[:2] == [1000, 1001]  # HIGH went first while LOW was young
     assert seen[served_at + 1 :] != []  # and HIGH was still queued when LOW overtook it
 
 

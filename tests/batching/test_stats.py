@@ -138,7 +138,7 @@ def test_get_stats_reports_distributions_throughput_errors_and_state(
             assert stats[f"{prefix}_{name}"] >= 0
     assert stats["avg_batch_size"] == pytest.approx(2.0)
     assert stats["avg_latency"] == pytest.approx(
-        stats["avg_queue_time"] + stats["avg_processing_time"]
+        stats["avg_queue_time"] + stats["avg_processing_time"], abs=1e-6
     )
     assert stats["total_processed"] == 6
     assert stats["batch_count"] == 3

@@ -305,14 +305,31 @@ _ACCESS_LINE = re.compile(
 )
 
 
-def access_log(log: str) -> dict[str, tuple[int, float]]:
-    """Status and server-side duration (s) of each request in the access log, by request id."""
+@dataclass(frozen=True, slots=True)
+class Served:
+    """One access-log line: how the server answered a request, and how long it took."""
+
+    method: str
+    path: str
+    status: int
+    duration_s: float
+
+
+def access_log(log: str) -> dict[str, Served]:
+    """Every request in the server's access log, by request id."""
     found = {}
     for line in log.splitlines():
         match = _ACCESS_LINE.search(line)
         if match:
-            found[match["rid"]] = (int(match["status"]), float(match["ms"]) / 1e3)
+            found[match["rid"]] = Served(
+                match["method"], match["path"], int(match["status"]), float(match["ms"]) / 1e3
+            )
     return found
+
+
+def served_codes(log: str, path: str = PREDICT) -> Counter[str]:
+    """Requests to `path` in the access log, by status code."""
+    return Counter(str(s.status) for s in access_log(log).values() if s.path == path)
 
 
 def request_headers(

@@ -65,8 +65,9 @@ def test_deadlines_are_met_and_expired_requests_never_reach_the_model(tmp_path: 
     served = access_log(log)
     for outcome in tally.outcomes:
         deadline = timeout_of(outcome.ids[0]) or DEFAULT_TIMEOUT_S
-        status, duration = served[request_id(outcome.ids[0])]
-        assert status == outcome.status
+        entry = served[request_id(outcome.ids[0])]
+        duration = entry.duration_s
+        assert entry.status == outcome.status
         if outcome.status == 504:
             assert deadline - EARLY_S <= duration <= deadline + LATE_S, (outcome, duration)
             assert outcome.code == "deadline_exceeded"

@@ -1,0 +1,116 @@
+"""Soak: steady mixed traffic for `--soak` seconds (15 by default). After a warm-up, memory,
+threads and open files stay flat and latency does not drift.
+
+    pytest tests/reliability/test_soak.py --soak 300
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.reliability.support import (
+    ResourceSampler,
+    Sample,
+    Service,
+    Tally,
+    check_engine_totals,
+    check_server_counts,
+    client,
+    percentile,
+    quiet_log,
+    send,
+    service,
+)
+
+pytestmark = pytest.mark.e2e
+
+WORKERS = 8
+WIRES = ("json", "msgpack", "msgpack-lists")
+PRIORITIES = (None, "high", "normal", "low")
+RSS_GROWTH_MB = 20.0  # after warm-up, for any duration: a leak of 1 KiB a request shows
+LATENCY_FACTOR = 3.0  # p99 of the last third vs the first third
+LATENCY_FLOOR_S = 0.02  # below this a p99 difference is scheduling noise
+ENV = {"BATCHSERVE_MAX_BATCH_SIZE": "32", "BATCHSERVE_ACCESS_LOG": "false"}
+
+
+def _jobs(ids: Iterator[int]) -> Iterator[dict[str, Any]]:
+    """An endless, deterministic mix of formats, priorities and request sizes."""
+    for n in itertools.count():
+        rows = 1 + n % 4 if n % 5 == 0 else 1
+        yield {
+            "ids": [next(ids) for _ in range(rows)],
+            "wire": WIRES[n % len(WIRES)],
+            "priority": PRIORITIES[n % len(PRIORITIES)],
+        }
+
+
+async def _traffic(svc: Service, tally: Tally, duration_s: float) -> int:
+    """WORKERS clients sending back to back, plus a scraper of /stats and /metrics, for
+    `duration_s`; returns how many scrapes were made."""
+    end = time.monotonic() + duration_s
+    jobs = _jobs(itertools.count(1))
+    scrapes = [0]
+
+    async def worker() -> None:
+        async with client(svc.url, connections=1) as http:
+            while time.monotonic() < end:
+                tally.add(await send(http, **next(jobs)))
+
+    async def scraper() -> None:
+        async with client(svc.url, connections=1) as http:
+            while time.monotonic() < end:
+                for path in ("/stats", "/metrics", "/health"):
+                    assert (await http.get(path)).status_code == 200
+                scrapes[0] += 1
+                with contextlib.suppress(TimeoutError):  # the scrape interval
+                    await asyncio.wait_for(asyncio.sleep(end - time.monotonic()), 1.0)
+
+    await asyncio.gather(scraper(), *(worker() for _ in range(WORKERS)))
+    return scrapes[0]
+
+
+def _window(samples: list[Sample], start: float, end: float) -> list[Sample]:
+    return [s for s in samples if start <= s.at <= end]
+
+
+def test_soak_keeps_memory_threads_files_and_latency_flat(tmp_path: Path, soak_s: float) -> None:
+    warm_up_s = max(3.0, soak_s / 5)
+    tally = Tally()
+    with service(tmp_path, ENV, delay_s=0.002) as svc:
+        began = time.monotonic()
+        with ResourceSampler(svc.process, interval_s=0.25) as resources:
+            scrapes = asyncio.run(_traffic(svc, tally, warm_up_s + soak_s))
+        metrics = check_server_counts(svc, tally, limit_s=30)
+        check_engine_totals(svc, metrics)
+        log = svc.log()
+
+    tally.check(len(tally.outcomes))
+    assert tally.codes() == {"200": len(tally.outcomes)}, tally.summary()
+    assert scrapes >= soak_s / 2
+
+    samples = resources.samples
+    warm = _window(samples, began + warm_up_s / 2, began + warm_up_s)
+    after = _window(samples, began + warm_up_s, float("inf"))
+    assert warm, "no sample in the warm-up"
+    assert after, "no sample after the warm-up"
+    growth_mb = (max(s.rss for s in after) - max(s.rss for s in warm)) / 2**20
+    assert growth_mb < RSS_GROWTH_MB, (growth_mb, samples[-5:])
+    assert max(s.threads for s in after) <= max(s.threads for s in warm), samples
+    assert max(s.fds for s in after) <= max(s.fds for s in warm), samples
+
+    soak = [o for o in tally.outcomes if o.started >= began + warm_up_s]
+    third = soak_s / 3
+    first = [o.latency_s for o in soak if o.started < began + warm_up_s + third]
+    last = [o.latency_s for o in soak if o.started >= began + warm_up_s + 2 * third]
+    p99_first, p99_last = percentile(first, 99), percentile(last, 99)
+    allowed = max(LATENCY_FACTOR * p99_first, p99_first + LATENCY_FLOOR_S)
+    assert p99_last <= allowed, (p99_first, p99_last)
+    assert not quiet_log(log), quiet_log(log)[:5]
