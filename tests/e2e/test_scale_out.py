@@ -1,9 +1,9 @@
 """Three replicas behind nginx, configured by `deploy/nginx/batchserve.conf.template`.
 
 Traffic spreads over every replica; when one is killed mid-load, only the requests it was
-running at that moment fail (502, not retried: they were already sent), a request nginx then
-sends to the dead replica is refused and retried on a survivor, and every other answer is the
-right one for its own input.
+running while it died fail (a 502, or a response cut off mid-way; not retried, they had been
+sent), a request nginx then sends to the dead replica is refused and retried on a survivor, and
+every other answer is the right one for its own input.
 
 Needs nginx (Debian package `nginx`); skips without it unless BATCHSERVE_REQUIRE_TOOLS=1.
 """
@@ -40,6 +40,7 @@ ROWS_PER_CLIENT = 50
 SPREAD_MIN_ITEMS = 30  # per replica, before the kill
 SURVIVOR_MIN_ITEMS = 60  # per survivor, after the kill
 PHASE_DEADLINE_S = 20.0
+CUT_OFF_BY_THE_KILL = {(502, "bad_gateway"), (0, "RemoteProtocolError")}
 
 # The test's own main configuration around the rendered template: every path nginx writes
 # (temporary files, logs) lives under the prefix directory given with -p.
@@ -118,7 +119,7 @@ class Outcome:
 
     started: float
     ended: float
-    status: int  # 200, the error status, or 0 when the connection to nginx itself failed
+    status: int  # 200, the error status, or 0 when no complete answer arrived
     code: str = ""
     correct: bool = False
 
@@ -254,7 +255,9 @@ def test_killing_a_replica_under_load_fails_only_its_inflight_requests(
         retried,
     )
     assert all(o.correct for o in outcomes if o.status == 200), "a wrong answer"
-    assert {(o.status, o.code) for o in failed} <= {(502, "bad_gateway")}, failed
+    # A request whose replica died before answering is a 502 from nginx; one whose replica died
+    # mid-answer reaches the client as a cut-off response (nginx had already relayed the 200).
+    assert {(o.status, o.code) for o in failed} <= CUT_OFF_BY_THE_KILL, failed
     # Only requests in flight while the replica was dying failed: each client has one request
     # in flight at a time, so each lost at most one, and later ones were retried or rerouted.
     assert all(o.started < died and o.ended > kill_sent for o in failed), (kill_sent, failed)

@@ -424,10 +424,13 @@ async def run_workers(
 # -- server-side checks ----------------------------------------------------------------------
 
 
-def check_server_counts(svc: Service, tally: Tally, limit_s: float = 10.0) -> Metrics:
+def check_server_counts(
+    svc: Service, tally: Tally, limit_s: float = 10.0, also: Counter[str] | None = None
+) -> Metrics:
     """`batchserve_requests_total{route="/predict"}` matches the clients' tally per status
-    code (the server counts a request just after its answer is sent, hence the polling)."""
-    expected = tally.codes()
+    code, plus the statuses in `also` (the server counts a request just after its answer is
+    sent, hence the polling)."""
+    expected = tally.codes() + (also or Counter())
     last: list[Counter[str]] = [Counter()]
 
     def matches() -> Metrics | None:
