@@ -27,6 +27,7 @@ def plot(rows: Sequence[Row], out_dir: Path) -> list[Path]:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, NullFormatter
 
     workloads = list(dict.fromkeys(r.workload for r in rows))
     paths = []
@@ -42,8 +43,9 @@ def plot(rows: Sequence[Row], out_dir: Path) -> list[Path]:
                 xs = [getattr(p, x_of) for p in points]
                 ys = [getattr(p, y_of) for p in points]
                 ax.plot(xs, ys, STYLES.get(name, "x-"), label=name, markersize=4)
-            if x_of == "concurrency":
-                ax.set_xscale("log", base=2)
+            ax.set_xscale("log", base=2 if x_of == "concurrency" else 10)
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
+            ax.xaxis.set_minor_formatter(NullFormatter())
             if logy:
                 ax.set_yscale("log")
             ax.set_title(workload, fontsize=10)

@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
 
 from app import __version__
 from app.config import Settings
@@ -64,6 +65,7 @@ def create_app(
         api.include_router(module.router)
     api.add_exception_handler(BatchServeError, _handle_error)
     api.add_exception_handler(RequestValidationError, _handle_validation)
+    api.add_exception_handler(HTTPException, _handle_http)
     api.add_exception_handler(Exception, _handle_error)
     return ServiceMiddleware(api, state)
 
@@ -80,6 +82,24 @@ def _error_response(exc: Exception, request: Request) -> JSONResponse:
 
 async def _handle_error(request: Request, exc: Exception) -> JSONResponse:
     return _error_response(exc, request)
+
+
+# Starlette's own refusals (unknown path, wrong method, unreadable body) in the service's
+# error format.
+_HTTP_CODES = {400: "malformed_request", 404: "not_found", 405: "method_not_allowed"}
+
+
+async def _handle_http(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    if isinstance(exc.__cause__, BatchServeError):
+        # FastAPI turns any error while it reads a body into 400 "error parsing the body";
+        # the service's own (the body-size limit's 413) is the real answer.
+        return _error_response(exc.__cause__, request)
+    return JSONResponse(
+        {"error": str(exc.detail), "code": _HTTP_CODES.get(exc.status_code, "http_error")},
+        status_code=exc.status_code,
+        headers=exc.headers,
+    )
 
 
 async def _handle_validation(request: Request, exc: Exception) -> JSONResponse:

@@ -7,7 +7,8 @@ doubled. Settings come from the environment when the service loads the model:
 - ``RELIABILITY_CALL_LOG``: a file that gets one line per model call, written before the model
   works: ``<time.monotonic()> <id> <id> ...`` (the clock is system-wide, so tests compare it
   with their own);
-- ``RELIABILITY_DELAY_S``: seconds each call takes (simulated work).
+- ``RELIABILITY_DELAY_S``: seconds each call takes (simulated work);
+- ``RELIABILITY_FAULTS``: ``0`` turns the POISON and HANG kinds off (for arbitrary inputs).
 """
 
 from __future__ import annotations
@@ -41,15 +42,16 @@ class Recorder:
     input_shape = (WIDTH,)
     input_dtype = "float32"
 
-    def __init__(self, call_log: Path | None, delay_s: float) -> None:
+    def __init__(self, call_log: Path | None, delay_s: float, faults: bool = True) -> None:
         self._call_log = call_log
         self._delay_s = delay_s
+        self._faults = faults
         self._lock = threading.Lock()
         self._never = threading.Event()
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         self._record(batch)
-        kinds = batch[:, 2]
+        kinds = batch[:, 2] if self._faults else np.zeros(0)
         if np.any(kinds == HANG):
             self._never.wait()
         if self._delay_s > 0:
@@ -71,4 +73,5 @@ def recorder() -> Recorder:
     """The factory the service calls once at start-up."""
     path = os.environ.get("RELIABILITY_CALL_LOG")
     delay = float(os.environ.get("RELIABILITY_DELAY_S", "0"))
-    return Recorder(Path(path) if path else None, delay)
+    faults = os.environ.get("RELIABILITY_FAULTS", "1") != "0"
+    return Recorder(Path(path) if path else None, delay, faults)

@@ -333,8 +333,9 @@ def served_codes(log: str, path: str = PREDICT) -> Counter[str]:
 
 
 def request_headers(
-    wire: Wire, priority: str | None, timeout_s: float | None, content_type: str
+    content_type: str, priority: str | None, timeout_s: float | None
 ) -> dict[str, str]:
+    """The headers of a `/predict` request."""
     headers = {"content-type": content_type}
     if priority is not None:
         headers["x-priority"] = priority
@@ -356,13 +357,11 @@ async def send(
     idents = (ids,) if isinstance(ids, int) else tuple(ids)
     kinds = [kind] * len(idents)
     body, content_type = encode([make_row(i, kind) for i in idents], wire)
-    headers = request_headers(wire, priority, timeout_s, content_type)
+    headers = request_headers(content_type, priority, timeout_s)
     headers["x-request-id"] = request_id(idents[0])
     started = time.monotonic()
     try:
         response = await client.post(PREDICT, content=body, headers=headers)
-    except asyncio.CancelledError:
-        raise
     except httpx.HTTPError as exc:
         return Outcome(idents, None, type(exc).__name__, started=started)
     latency = time.monotonic() - started
@@ -379,8 +378,8 @@ def outcome_of(
     """The `Outcome` of an answered request."""
     status = response.status_code
     if status == 200:
-        return Outcome(ids, 200, correct=is_answer(response, ids, kinds), latency_s=latency,
-                       started=started)  # fmt: skip
+        correct = is_answer(response, ids, kinds)
+        return Outcome(ids, 200, correct=correct, latency_s=latency, started=started)
     try:
         code = str(orjson.loads(response.content).get("code", ""))
     except (orjson.JSONDecodeError, AttributeError):
@@ -421,6 +420,14 @@ async def run_workers(
     await asyncio.gather(*(worker() for _ in range(workers)))
 
 
+async def inflight(http: httpx.AsyncClient) -> int:
+    """Requests the server is handling now (its inflight gauge), not counting this one."""
+    for line in (await http.get("/metrics")).text.splitlines():
+        if line.startswith("batchserve_inflight_requests "):
+            return int(float(line.split()[1])) - 1
+    raise AssertionError("no batchserve_inflight_requests gauge")
+
+
 # -- server-side checks ----------------------------------------------------------------------
 
 
@@ -455,7 +462,8 @@ def check_engine_totals(svc: Service, metrics: Metrics) -> dict[str, Any]:
     assert metrics.value("batchserve_items_processed_total") == settled
     assert metrics.value("batchserve_model_errors_total") == engine["error_count"]
     for reason, count in engine["rejected"].items():
-        assert metrics.value("batchserve_rejected_total", reason=reason) >= count, reason
+        if reason != "too_large":  # which the HTTP layer counts too, for oversized bodies
+            assert metrics.value("batchserve_rejected_total", reason=reason) == count, reason
     return engine
 
 
@@ -510,14 +518,12 @@ class ResourceSampler:
         return (max(s.rss for s in self.samples) - self.samples[0].rss) / 2**20
 
 
-def quiet_log(log: str, allowed: Sequence[str] = ()) -> list[str]:
-    """Log lines at ERROR or worse, or tracebacks, other than those matching `allowed`."""
-    bad = re.compile(r"\b(ERROR|CRITICAL)\b|Traceback|Exception")
-    return [
-        line
-        for line in log.splitlines()
-        if bad.search(line) and not any(re.search(a, line) for a in allowed)
-    ]
+_NOISE = re.compile(r"\b(ERROR|CRITICAL)\b|Traceback|Exception")
+
+
+def quiet_log(log: str) -> list[str]:
+    """The log lines at ERROR or worse, and tracebacks: a healthy run has none."""
+    return [line for line in log.splitlines() if _NOISE.search(line)]
 
 
 def percentile(values: Sequence[float], q: float) -> float:

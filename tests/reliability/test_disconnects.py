@@ -20,6 +20,7 @@ from tests.reliability.support import (
     client,
     encode,
     eventually_async,
+    inflight,
     quiet_log,
     send,
     service,
@@ -47,13 +48,6 @@ def _raw_request(ident: int) -> bytes:
     return head.encode() + body
 
 
-async def _inflight(http: httpx.AsyncClient) -> int:
-    for line in (await http.get("/metrics")).text.splitlines():
-        if line.startswith("batchserve_inflight_requests "):
-            return int(float(line.split()[1])) - 1  # not counting this scrape
-    raise AssertionError("no inflight gauge")
-
-
 async def _queued(http: httpx.AsyncClient) -> int:
     return int((await http.get("/stats")).json()["engine"]["queue_size"])
 
@@ -75,7 +69,7 @@ async def _leave_while_waiting(svc: Service, tally: Tally) -> dict[str, int]:
         queued = len(GOOD) + len(CANCELLED) + len(TIMED_OUT) + len(RAW)
         everyone = queued + len(PARTIAL)
         await _until(_queued, http, queued, "all queued")
-        await _until(_inflight, http, everyone, "all in flight")
+        await _until(inflight, http, everyone, "all in flight")
 
         for task in doomed:
             task.cancel()
@@ -86,7 +80,7 @@ async def _leave_while_waiting(svc: Service, tally: Tally) -> dict[str, int]:
             assert outcome.error == "ReadTimeout", outcome
         left = [*CANCELLED, *TIMED_OUT, *RAW, *PARTIAL]
         tally.extend(Outcome((i,), None, ABORTED) for i in left)
-        await _until(_inflight, http, len(GOOD), "leavers gone")
+        await _until(inflight, http, len(GOOD), "leavers gone")
         in_queue = await _queued(http)  # dropped lazily: still queued until a batch takes them
 
         assert (await http.post("/admin/resume", headers=ADMIN)).status_code == 200
@@ -95,7 +89,7 @@ async def _leave_while_waiting(svc: Service, tally: Tally) -> dict[str, int]:
         await waiting.aclose()
         await impatient.aclose()
         await _until(_queued, http, 0, "queue empty")
-        await _until(_inflight, http, 0, "nothing in flight")
+        await _until(inflight, http, 0, "nothing in flight")
     return {"in_queue_before_resume": in_queue}
 
 

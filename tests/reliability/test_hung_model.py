@@ -55,7 +55,11 @@ async def _hang_the_model(svc: Service, tally: Tally) -> dict[str, Any]:
         before = await http.get("/health/live")
         assert (before.status_code, before.json()) == (200, {"live": True, "reasons": []})
         hung = asyncio.create_task(send(http, 1, kind=HANG, timeout_s=HUNG_TIMEOUT_S))
-        await eventually_async(_async(lambda: 1 in svc.call_log.ids()), what="model entered")
+
+        async def model_entered() -> bool:
+            return 1 in svc.call_log.ids()
+
+        await eventually_async(model_entered, what="the model entered")
         queued = [
             asyncio.create_task(
                 send(http, i, timeout_s=SHORT_TIMEOUT_S if i % 2 else None, wire="msgpack")
@@ -71,13 +75,6 @@ async def _hang_the_model(svc: Service, tally: Tally) -> dict[str, Any]:
         metrics = (await http.get("/metrics")).text
         tally.extend(await asyncio.gather(hung, *queued))
     return {"live": live.json(), "metrics": metrics}
-
-
-def _async(check: Any) -> Any:
-    async def wrapped() -> Any:
-        return check()
-
-    return wrapped
 
 
 def _on_time(outcome: Outcome, timeout_s: float, served: dict[str, Served]) -> bool:

@@ -21,6 +21,7 @@ from tests.reliability.support import (
     Tally,
     client,
     eventually_async,
+    inflight,
     quiet_log,
     send,
     served_codes,
@@ -41,13 +42,6 @@ ENV = {
 }
 
 
-async def _inflight(http: httpx.AsyncClient) -> int:
-    for line in (await http.get("/metrics")).text.splitlines():
-        if line.startswith("batchserve_inflight_requests "):
-            return int(float(line.split()[1])) - 1  # not counting this scrape
-    raise AssertionError("no inflight gauge")
-
-
 async def _probe(url: str, ident: int) -> Outcome:
     """One new request on a new connection."""
     async with client(url, connections=1, timeout_s=DRAIN_S) as http:
@@ -64,7 +58,7 @@ async def _shut_down_under_load(
 
         async def all_arrived() -> bool:
             done = sum(task.done() for task in pending)
-            return await _inflight(admin) + done >= IN_FLIGHT
+            return await inflight(admin) + done >= IN_FLIGHT
 
         await eventually_async(all_arrived, 30, "every request in the server")
         seen["answered_before_term"] = sum(task.done() for task in pending)
@@ -77,10 +71,8 @@ async def _shut_down_under_load(
 
         ready = await eventually_async(not_ready, GRACE_S, "readiness 503")
         seen["ready"] = (ready.status_code, ready.json())
-        seen["ready_metric"] = [
-            line for line in (await admin.get("/metrics")).text.splitlines()
-            if line.startswith("batchserve_ready ")
-        ]  # fmt: skip
+        metrics = (await admin.get("/metrics")).text.splitlines()
+        seen["ready_metric"] = [line for line in metrics if line.startswith("batchserve_ready ")]
         # Still within the grace window: new work is accepted (and queued behind the rest).
         probes.append(await _probe(svc.url, next(ids)))
 

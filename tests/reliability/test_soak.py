@@ -7,7 +7,6 @@ threads and open files stay flat and latency does not drift.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import time
 from collections.abc import Iterator
@@ -33,9 +32,11 @@ from tests.reliability.support import (
 pytestmark = pytest.mark.e2e
 
 WORKERS = 8
+SCRAPE_INTERVAL_S = 1.0  # how often /stats, /metrics and /health are read, as a monitor would
 WIRES = ("json", "msgpack", "msgpack-lists")
 PRIORITIES = (None, "high", "normal", "low")
 RSS_GROWTH_MB = 20.0  # after warm-up, for any duration: a leak of 1 KiB a request shows
+TRANSIENT = 2  # threads or descriptors that come and go (a reconnecting client)
 LATENCY_FACTOR = 3.0  # p99 of the last third vs the first third
 LATENCY_FLOOR_S = 0.02  # below this a p99 difference is scheduling noise
 ENV = {"BATCHSERVE_MAX_BATCH_SIZE": "32", "BATCHSERVE_ACCESS_LOG": "false"}
@@ -52,16 +53,17 @@ def _jobs(ids: Iterator[int]) -> Iterator[dict[str, Any]]:
         }
 
 
-async def _traffic(svc: Service, tally: Tally, duration_s: float) -> int:
-    """WORKERS clients sending back to back, plus a scraper of /stats and /metrics, for
-    `duration_s`; returns how many scrapes were made."""
+async def _traffic(svc: Service, tally: Tally, duration_s: float) -> tuple[int, int]:
+    """WORKERS clients sending back to back, plus a monitor reading /stats, /metrics and
+    /health, for `duration_s`; returns how many requests were sent and scrapes made."""
     end = time.monotonic() + duration_s
     jobs = _jobs(itertools.count(1))
-    scrapes = [0]
+    sent, scrapes = [0], [0]
 
     async def worker() -> None:
         async with client(svc.url, connections=1) as http:
             while time.monotonic() < end:
+                sent[0] += 1
                 tally.add(await send(http, **next(jobs)))
 
     async def scraper() -> None:
@@ -70,11 +72,10 @@ async def _traffic(svc: Service, tally: Tally, duration_s: float) -> int:
                 for path in ("/stats", "/metrics", "/health"):
                     assert (await http.get(path)).status_code == 200
                 scrapes[0] += 1
-                with contextlib.suppress(TimeoutError):  # the scrape interval
-                    await asyncio.wait_for(asyncio.sleep(end - time.monotonic()), 1.0)
+                await asyncio.sleep(min(SCRAPE_INTERVAL_S, max(0.0, end - time.monotonic())))
 
     await asyncio.gather(scraper(), *(worker() for _ in range(WORKERS)))
-    return scrapes[0]
+    return sent[0], scrapes[0]
 
 
 def _window(samples: list[Sample], start: float, end: float) -> list[Sample]:
@@ -87,13 +88,13 @@ def test_soak_keeps_memory_threads_files_and_latency_flat(tmp_path: Path, soak_s
     with service(tmp_path, ENV, delay_s=0.002) as svc:
         began = time.monotonic()
         with ResourceSampler(svc.process, interval_s=0.25) as resources:
-            scrapes = asyncio.run(_traffic(svc, tally, warm_up_s + soak_s))
+            sent, scrapes = asyncio.run(_traffic(svc, tally, warm_up_s + soak_s))
         metrics = check_server_counts(svc, tally, limit_s=30)
         check_engine_totals(svc, metrics)
         log = svc.log()
 
-    tally.check(len(tally.outcomes))
-    assert tally.codes() == {"200": len(tally.outcomes)}, tally.summary()
+    tally.check(sent)
+    assert tally.codes() == {"200": sent}, tally.summary()
     assert scrapes >= soak_s / 2
 
     samples = resources.samples
@@ -103,8 +104,12 @@ def test_soak_keeps_memory_threads_files_and_latency_flat(tmp_path: Path, soak_s
     assert after, "no sample after the warm-up"
     growth_mb = (max(s.rss for s in after) - max(s.rss for s in warm)) / 2**20
     assert growth_mb < RSS_GROWTH_MB, (growth_mb, samples[-5:])
-    assert max(s.threads for s in after) <= max(s.threads for s in warm), samples
-    assert max(s.fds for s in after) <= max(s.fds for s in warm), samples
+    last_third = _window(samples, began + warm_up_s + 2 * soak_s / 3, float("inf"))
+    for kind in ("threads", "fds"):
+        warm_max = max(getattr(s, kind) for s in warm)
+        late = sorted(getattr(s, kind) for s in last_third)
+        assert late[len(late) // 2] <= warm_max, (kind, samples)  # no trend upwards
+        assert late[-1] <= warm_max + TRANSIENT, (kind, samples)
 
     soak = [o for o in tally.outcomes if o.started >= began + warm_up_s]
     third = soak_s / 3
