@@ -128,6 +128,11 @@ class Metrics(MetricsCollector):
         self._declare_engine()
         self._declare_queue()
         self._declare_state()
+        self._request_children: dict[tuple[str, int], tuple[Counter, Histogram]] = {}
+        self._priority_children = {
+            p: (self._enqueued.labels(priority=p), self._queue_depth.labels(priority=p))
+            for p in PRIORITIES
+        }
         self._model_info.labels(model=model_name, platform="unknown").set(1)
         self._build_info.labels(version=_package_version()).set(1)
         if process_metrics:
@@ -158,6 +163,9 @@ class Metrics(MetricsCollector):
             ("route",),
         )
         self._inflight = _gauge(reg, "inflight_requests", "HTTP requests being handled now.")
+        # A plain counter read at scrape time: a locked gauge update per request costs more.
+        self.inflight = 0
+        self._inflight.set_function(lambda: self.inflight)
 
     def _declare_engine(self) -> None:
         reg = self._registry
@@ -249,9 +257,9 @@ class Metrics(MetricsCollector):
         queue that fills while the model is busy shows up before the batch finishes. Priority
         names are lower-cased.
         """
-        label = priority.lower()
-        self._enqueued.labels(priority=label).inc()
-        self._queue_depth.labels(priority=label).inc()
+        enqueued, depth = self._priority_children[priority.lower()]
+        enqueued.inc()
+        depth.inc()
 
     def on_batch(
         self,
@@ -304,10 +312,19 @@ class Metrics(MetricsCollector):
         ``route`` must be the route template (``/v2/models/{name}/infer``), never the raw
         path, to keep the label's cardinality bounded. The outcome follows `outcome_for`.
         """
-        self._requests.labels(
-            route=route, code=str(status_code), outcome=outcome_for(status_code)
-        ).inc()
-        self._request_duration.labels(route=route).observe(duration_s)
+        key = (route, status_code)
+        children = self._request_children.get(key)
+        if children is None:
+            # labels() costs more than the observation itself: resolve each child once.
+            children = (
+                self._requests.labels(
+                    route=route, code=str(status_code), outcome=outcome_for(status_code)
+                ),
+                self._request_duration.labels(route=route),
+            )
+            self._request_children[key] = children
+        children[0].inc()
+        children[1].observe(duration_s)
 
     def track_inflight(self) -> AbstractContextManager[None]:
         """A context manager that counts the request as in flight while it is entered."""
@@ -315,11 +332,11 @@ class Metrics(MetricsCollector):
 
     @contextmanager
     def _inflight_context(self) -> Iterator[None]:
-        self._inflight.inc()
+        self.inflight += 1
         try:
             yield
         finally:
-            self._inflight.dec()
+            self.inflight -= 1
 
     def reject(self, reason: str, count: int = 1) -> None:
         """Count ``count`` items refused for ``reason``; the same series as `on_rejected`."""

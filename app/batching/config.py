@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import enum
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from app.batching.futures import ItemFuture
 
 
 class BatchPriority(enum.IntEnum):
@@ -170,7 +171,7 @@ class PrioritizedItem:
     priority: int
     sequence: int
     item: Any = field(compare=False)
-    future: Future[Any] | None = field(compare=False, default=None)
+    future: ItemFuture | None = field(compare=False, default=None)
     enqueue_time: float = field(compare=False, default=0.0)
     deadline: float | None = field(compare=False, default=None)
     removed: bool = field(compare=False, default=False)

@@ -7,12 +7,13 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Hashable, Sequence
-from concurrent.futures import Future, InvalidStateError
+from concurrent.futures import InvalidStateError
 from typing import Any
 
 import numpy as np
 
 from app.batching.config import PrioritizedItem
+from app.batching.futures import ItemFuture
 from app.batching.observer import notify
 from app.errors import ModelError, OutputMismatch
 
@@ -21,7 +22,7 @@ logger = logging.getLogger("app.batching")
 ProcessFunc = Callable[[Any], Any]
 
 
-def settle_result(future: Future[Any] | None, value: Any) -> bool:
+def settle_result(future: ItemFuture | None, value: Any) -> bool:
     """Set a result unless the future is already settled; True when this call settled it."""
     if future is None:
         return False
@@ -32,7 +33,7 @@ def settle_result(future: Future[Any] | None, value: Any) -> bool:
     return True
 
 
-def settle_error(future: Future[Any] | None, error: BaseException) -> bool:
+def settle_error(future: ItemFuture | None, error: BaseException) -> bool:
     """Set an exception unless the future is already settled; True when this call settled it."""
     if future is None:
         return False

@@ -12,7 +12,6 @@ is cancelled by its caller and never reaches the model.
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import itertools
 import logging
@@ -37,6 +36,7 @@ from app.batching.execution import (
     item_nbytes,
     settle_error,
 )
+from app.batching.futures import Gathering, ItemFuture
 from app.batching.health import EngineSnapshot, HealthChecker, HealthReport, HealthState
 from app.batching.observer import (
     REJECT_CANCELLED,
@@ -237,6 +237,33 @@ class BatchProcessor(Generic[T, U]):
         item_timeout: float | None = None,
     ) -> list[Future[U]]:
         """Queue several items atomically (all or none); one future per item, in order."""
+        futures: list[Future[U]] = [Future() for _ in items]
+        self._enqueue(items, futures, timeout, priority, item_timeout)
+        return futures
+
+    def enqueue_async(
+        self,
+        items: Sequence[T],
+        *,
+        priority: BatchPriority = BatchPriority.NORMAL,
+        item_timeout: float | None = None,
+    ) -> Gathering:
+        """Queue several items atomically from a running event loop, never blocking it (a
+        full queue raises `QueueFull` at once). The returned `Gathering`'s `waiter` resolves
+        on the loop with every result in order, or the first error; `cancel()` drops the
+        items still queued. Completions wake the loop once per batch, not once per item."""
+        gathering = Gathering(len(items))
+        self._enqueue(items, gathering.futures, 0, priority, item_timeout)
+        return gathering
+
+    def _enqueue(
+        self,
+        items: Sequence[T],
+        futures: Sequence[ItemFuture],
+        timeout: float | None,
+        priority: BatchPriority,
+        item_timeout: float | None,
+    ) -> None:
         if self.stop_event.is_set():
             self._count_reject(REJECT_SHUTTING_DOWN, len(items))
             raise ShuttingDown("the batch processor is shutting down")
@@ -249,7 +276,8 @@ class BatchProcessor(Generic[T, U]):
         level = BatchPriority(priority)
         seq = self._sequence
         entries = [
-            PrioritizedItem(level, next(seq), item, Future(), now, deadline) for item in items
+            PrioritizedItem(level, next(seq), item, future, now, deadline)
+            for item, future in zip(items, futures, strict=True)
         ]
         try:
             if self.queue.put_many(entries, timeout):
@@ -261,7 +289,6 @@ class BatchProcessor(Generic[T, U]):
             self._count_reject(REJECT_SHUTTING_DOWN, len(items))
             raise
         notify(self.metrics, "on_enqueue", level.name.lower(), len(self.queue))
-        return [entry.future for entry in entries]  # type: ignore[misc]
 
     def _check_sizes(self, items: Sequence[T]) -> None:
         cap = self._max_batch_memory
@@ -285,12 +312,8 @@ class BatchProcessor(Generic[T, U]):
     ) -> U:
         """Awaitable `enqueue_predict` that never blocks the event loop: a full queue raises
         `QueueFull` at once. Cancelling the awaiting task cancels the queued item."""
-        future = self.enqueue_many([item], 0, priority, item_timeout=item_timeout)[0]
-        try:
-            return await asyncio.wrap_future(future)
-        except asyncio.CancelledError:
-            future.cancel()
-            raise
+        (result,) = await self.submit_many([item], priority=priority, item_timeout=item_timeout)
+        return result
 
     async def submit_many(
         self,
@@ -301,12 +324,11 @@ class BatchProcessor(Generic[T, U]):
     ) -> list[U]:
         """Submit several items atomically and await all results, in order. If one fails,
         the others still queued are cancelled and the first error is raised."""
-        futures = self.enqueue_many(items, 0, priority, item_timeout=item_timeout)
+        gathering = self.enqueue_async(items, priority=priority, item_timeout=item_timeout)
         try:
-            return list(await asyncio.gather(*(asyncio.wrap_future(f) for f in futures)))
+            return await gathering.waiter
         except BaseException:
-            for future in futures:
-                future.cancel()
+            gathering.cancel()
             raise
 
     # -- the worker -------------------------------------------------------------------------

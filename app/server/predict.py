@@ -88,6 +88,8 @@ def validate_rows(model: LoadedModel, decoded: DecodedRequest) -> list[Any]:
 def collect_predictions(rows: list[Any]) -> np.ndarray | list[Any]:
     """Stack array rows of one shape into one array (cheaper to encode); else keep the list."""
     first = rows[0]
+    if len(rows) == 1:
+        return [first]
     if isinstance(first, np.ndarray) and all(
         isinstance(r, np.ndarray) and r.shape == first.shape and r.dtype == first.dtype
         for r in rows
@@ -116,7 +118,7 @@ async def handle_predict(
     if not decoded.rows:
         raise InvalidInput("'instances' must be a non-empty list")
     rows = validate_rows(model, decoded)
-    futures = processor.enqueue_many(rows, 0, priority, item_timeout=timeout)
-    results = await await_results(futures, receive, timeout)
+    gathering = processor.enqueue_async(rows, priority=priority, item_timeout=timeout)
+    results = await await_results(gathering, receive, timeout)
     payload, out_type = encode_predict(collect_predictions(results), fmt_out, decoded.style)
     return Reply(200, payload, out_type)

@@ -1,51 +1,24 @@
-"""Awaiting engine futures from the event loop, with a deadline and client-disconnect watch."""
+"""Awaiting a submission's rows from the event loop, with a deadline and a watch for a client
+that goes away."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, MutableMapping, Sequence
-from concurrent.futures import Future
+from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from app.batching.futures import Gathering
 from app.errors import DeadlineExceeded
 
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 
+# Most answers come back within a few milliseconds; only a longer wait is worth a watcher
+# task. A client gone sooner than this has its rows run and the answer discarded.
+DISCONNECT_WATCH_AFTER_S = 0.002
+
 
 class ClientDisconnected(Exception):
     """The client went away before its answer was ready."""
-
-
-def _gather(futures: Sequence[Future[Any]], loop: asyncio.AbstractEventLoop) -> asyncio.Future[Any]:
-    """One loop future resolved when every engine future is done (or the first one fails).
-
-    Engine futures complete on the worker thread; each completion costs one thread-safe
-    wake-up of the loop, and the loop side counts them.
-    """
-    waiter: asyncio.Future[Any] = loop.create_future()
-    results: list[Any] = [None] * len(futures)
-    remaining = [len(futures)]
-
-    def settle(index: int, future: Future[Any]) -> None:
-        if waiter.done():
-            return
-        if future.cancelled():
-            waiter.set_exception(asyncio.CancelledError())
-            return
-        error = future.exception()
-        if error is not None:
-            waiter.set_exception(error)
-            return
-        results[index] = future.result()
-        remaining[0] -= 1
-        if remaining[0] == 0:
-            waiter.set_result(results)
-
-    for index, future in enumerate(futures):
-        future.add_done_callback(
-            lambda f, i=index: loop.call_soon_threadsafe(settle, i, f)  # type: ignore[misc]
-        )
-    return waiter
 
 
 async def _watch_disconnect(receive: Receive) -> None:
@@ -56,42 +29,42 @@ async def _watch_disconnect(receive: Receive) -> None:
 
 
 async def await_results(
-    futures: Sequence[Future[Any]], receive: Receive | None, timeout_s: float | None
+    gathering: Gathering, receive: Receive | None, timeout_s: float | None
 ) -> list[Any]:
-    """Wait for every future's result, in order.
+    """Wait for every row's result, in order.
 
     Raises the first engine error; `DeadlineExceeded` when `timeout_s` passes first (a running
     batch is not interrupted, its result is discarded); `ClientDisconnected` when the client
-    goes away. On both, the still-queued items are cancelled so they never reach the model.
+    goes away. On both, the rows still queued are cancelled so they never reach the model.
     """
     loop = asyncio.get_running_loop()
-    waiter = _gather(futures, loop)
-    watcher = loop.create_task(_watch_disconnect(receive)) if receive is not None else None
-    timer = (
-        loop.call_later(timeout_s, _expire, waiter, timeout_s) if timeout_s is not None else None
-    )
-    if watcher is not None:
-        watcher.add_done_callback(lambda _: _disconnect(waiter))
+    waiter = gathering.waiter
+    watchers: list[asyncio.Task[None]] = []
+
+    def watch() -> None:
+        assert receive is not None
+        task = loop.create_task(_watch_disconnect(receive))
+        task.add_done_callback(lambda _: _fail(waiter, ClientDisconnected()))
+        watchers.append(task)
+
+    starter = loop.call_later(DISCONNECT_WATCH_AFTER_S, watch) if receive is not None else None
+    timer = None
+    if timeout_s is not None:
+        expired = DeadlineExceeded(f"no answer within the request timeout of {timeout_s:g}s")
+        timer = loop.call_later(timeout_s, _fail, waiter, expired)
     try:
-        return list(await waiter)
+        return await waiter
     except (DeadlineExceeded, ClientDisconnected, asyncio.CancelledError):
-        for future in futures:
-            future.cancel()
+        gathering.cancel()
         raise
     finally:
-        if timer is not None:
-            timer.cancel()
-        if watcher is not None and not watcher.done():
-            watcher.cancel()
+        for handle in (starter, timer):
+            if handle is not None:
+                handle.cancel()
+        for task in watchers:
+            task.cancel()
 
 
-def _expire(waiter: asyncio.Future[Any], timeout_s: float) -> None:
+def _fail(waiter: asyncio.Future[Any], error: Exception) -> None:
     if not waiter.done():
-        waiter.set_exception(
-            DeadlineExceeded(f"no answer within the request timeout of {timeout_s:g}s")
-        )
-
-
-def _disconnect(waiter: asyncio.Future[Any]) -> None:
-    if not waiter.done():
-        waiter.set_exception(ClientDisconnected())
+        waiter.set_exception(error)

@@ -76,8 +76,8 @@ async def handle_infer(
     priority, timeout = schedule_policy(request.parameters, headers, settings)
     _check_requested_outputs(model, request)
     rows = request_rows(model, request.inputs)
-    futures = processor.enqueue_many(rows, 0, priority, item_timeout=timeout)
-    results = await await_results(futures, receive, timeout)
+    gathering = processor.enqueue_async(rows, priority=priority, item_timeout=timeout)
+    results = await await_results(gathering, receive, timeout)
     head: dict[str, Any] = {"model_name": model.name, "model_version": MODEL_VERSION}
     if request.id is not None:
         head["id"] = request.id
