@@ -43,6 +43,12 @@ class ItemTooLarge(PayloadTooLarge):
     code = "item_too_large"
 
 
+class TooManyItems(PayloadTooLarge):
+    """One submission has more items than the queue can ever hold (`max_queue_size`)."""
+
+    code = "too_many_items"
+
+
 class QueueFull(BatchServeError, RuntimeError):
     """The engine's queue stayed full for the whole enqueue timeout."""
 

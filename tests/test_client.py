@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 import msgpack
 import numpy as np
@@ -9,7 +11,7 @@ import pytest
 
 from app.client import AsyncClient, PredictError, encode_request
 from app.config import Settings
-from tests.server.support import RecordingModel, recording_model, serving
+from tests.server.support import RecordingModel, recording_model, serving, until
 
 
 @pytest.mark.parametrize("wire", ["json", "msgpack"])
@@ -28,9 +30,14 @@ async def test_client_raises_typed_errors_with_status_and_code() -> None:
         async with AsyncClient("http://test", transport=transport) as client:
             with pytest.raises(PredictError) as bad:
                 await client.predict([[1.0, 2.0]])
-            app.state.processor.pause()
+            processor = app.state.processor
+            processor.pause()
+            waiting = asyncio.create_task(client.predict([[1.0] * 4]))
+            await until(lambda: len(processor) == 1)
             with pytest.raises(PredictError) as full:
-                await client.predict([[1.0] * 4, [2.0] * 4])
+                await client.predict([[2.0] * 4])
+            processor.resume()
+            assert len(await waiting) == 1
     assert (bad.value.status, bad.value.code) == (422, "invalid_input")
     assert (full.value.status, full.value.code) == (429, "queue_full")
     assert full.value.retry_after == "1"

@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import Callable
 
 from app.batching.config import BatchPriority, PrioritizedItem
-from app.errors import QueueFull, ShuttingDown
+from app.errors import QueueFull, ShuttingDown, TooManyItems
 
 Clock = Callable[[], float]
 
@@ -60,8 +60,8 @@ class ItemQueue:
         needed = len(entries)
         with self._not_full:
             if needed > self._maxsize:
-                raise QueueFull(
-                    f"{needed} items exceed max_queue_size={self._maxsize}", retry_after_s=1.0
+                raise TooManyItems(
+                    f"{needed} items can never fit: max_queue_size={self._maxsize}"
                 )
             if not self._wait_for_room(needed, timeout):
                 raise QueueFull(f"queue full ({self._size}/{self._maxsize} items)")

@@ -11,7 +11,7 @@ from concurrent.futures import Future
 import numpy as np
 import pytest
 
-from app.errors import DeadlineExceeded, ItemTooLarge, QueueFull
+from app.errors import DeadlineExceeded, ItemTooLarge, QueueFull, TooManyItems
 from tests.batching.support import GatedModel, ProcessorFactory, Recorder, RecordingModel, row
 
 KIB_ROW = 128  # float64 values in one KiB
@@ -165,7 +165,7 @@ def test_more_items_than_the_queue_can_ever_hold_are_refused_at_once(
     make_processor: ProcessorFactory,
 ) -> None:
     processor = make_processor(RecordingModel(), max_queue_size=3)
-    with pytest.raises(QueueFull, match="max_queue_size=3"):
+    with pytest.raises(TooManyItems, match="max_queue_size=3"):
         processor.enqueue_many([row(i) for i in range(4)], timeout=None)
     assert len(processor) == 0
 

@@ -7,14 +7,18 @@ threads and open files stay flat and latency does not drift.
 from __future__ import annotations
 
 import asyncio
+import gc
 import itertools
 import time
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
+from app.batching import BatchProcessor, BatchProcessorConfig
 from tests.reliability.support import (
     ResourceSampler,
     Sample,
@@ -40,6 +44,8 @@ TRANSIENT = 2  # threads or descriptors that come and go (a reconnecting client)
 LATENCY_FACTOR = 3.0  # p99 of the last third vs the first third
 LATENCY_FLOOR_S = 0.02  # below this a p99 difference is scheduling noise
 ENV = {"BATCHSERVE_MAX_BATCH_SIZE": "32", "BATCHSERVE_ACCESS_LOG": "false"}
+SERVED = 1000
+KEPT_AT_MOST = 100  # the queue sheds what it has served in bulk, every few dozen items
 
 
 def _jobs(ids: Iterator[int]) -> Iterator[dict[str, Any]]:
@@ -119,3 +125,23 @@ def test_soak_keeps_memory_threads_files_and_latency_flat(tmp_path: Path, soak_s
     allowed = max(LATENCY_FACTOR * p99_first, p99_first + LATENCY_FLOOR_S)
     assert p99_last <= allowed, (p99_first, p99_last)
     assert not quiet_log(log), quiet_log(log)[:5]
+
+
+def test_the_engine_keeps_nothing_alive_of_the_items_it_has_served() -> None:
+    """In process, the mechanism behind flat memory: an answered item (its array, future and
+    result) is freed although its deadline is far away, not kept until the deadline passes."""
+    processor: BatchProcessor[np.ndarray, np.ndarray] = BatchProcessor(
+        BatchProcessorConfig(enable_health_monitoring=False)
+    )
+    processor.start(lambda batch: batch * 2)
+    items: list[weakref.ref[np.ndarray]] = []
+    try:
+        for i in range(SERVED):
+            item = np.full(4, i, np.float32)
+            items.append(weakref.ref(item))
+            processor.enqueue_predict(item, item_timeout=300).result(timeout=5)
+            del item
+    finally:
+        processor.stop(timeout=5)
+    gc.collect()
+    assert sum(ref() is not None for ref in items) < KEPT_AT_MOST

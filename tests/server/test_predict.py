@@ -278,3 +278,11 @@ async def test_requests_before_start_get_503_not_ready() -> None:
         assert response.json()["code"] == "not_ready"
         ready = await client.get("/health/ready")
         assert ready.status_code == 503
+
+
+async def test_more_rows_than_the_queue_can_ever_hold_is_413_not_retryable() -> None:
+    async with serving(Settings(max_queue_size=2), recording_model(RecordingModel())) as (_, c):
+        response = await c.post("/predict", **json_body([[1.0] * 4] * 3))
+    assert response.status_code == 413
+    assert response.json()["code"] == "too_many_items"
+    assert "retry-after" not in response.headers

@@ -243,9 +243,15 @@ async def test_a_model_failure_is_500_for_the_poisoned_request_only() -> None:
 
 
 async def test_a_full_queue_is_503_with_retry_after() -> None:
-    request = doc(x(shape=[2, 4], data=[1] * 8))
-    async with serving(Settings(model=SCALE, max_queue_size=1, max_batch_size=1)) as (_, client):
+    request = doc(x(shape=[1, 4], data=[1] * 4))
+    settings = Settings(model=SCALE, max_queue_size=1, admin_token=TOKEN)
+    async with serving(settings) as (app, client):
+        await client.post("/admin/pause", headers=AUTH)
+        first = asyncio.create_task(client.post("/v2/models/scale/infer", content=request))
+        await until(lambda: len(app.state.processor) == 1)
         response = await client.post("/v2/models/scale/infer", content=request)
+        await client.post("/admin/resume", headers=AUTH)
+        assert (await first).status_code == 200
     assert response.status_code == 503
     assert response.json()["code"] == "queue_full"
     assert int(response.headers["retry-after"]) >= 1
