@@ -17,12 +17,10 @@ import itertools
 import logging
 import threading
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Generic, TypeVar
-
-import numpy as np
 
 from app.batching.config import (
     BatchPriority,
@@ -32,10 +30,10 @@ from app.batching.config import (
 )
 from app.batching.execution import (
     GroupRunner,
-    group_key,
     item_nbytes,
     settle_error,
 )
+from app.batching.formation import collect_batch, group_entries
 from app.batching.futures import Gathering, ItemFuture
 from app.batching.health import EngineSnapshot, HealthChecker, HealthReport, HealthState
 from app.batching.observer import (
@@ -55,10 +53,6 @@ T = TypeVar("T")
 U = TypeVar("U")
 
 _LOAD_EMA = 0.2
-
-
-def _entry_nbytes(entry: PrioritizedItem) -> int:
-    return item_nbytes(entry.item)
 
 
 class BatchProcessor(Generic[T, U]):
@@ -363,25 +357,11 @@ class BatchProcessor(Generic[T, U]):
 
     def _collect_batch(self) -> list[PrioritizedItem]:
         """Take the next batch according to the strategy (see `BatchProcessingStrategy`)."""
-        cap = self._max_batch_memory
-        entries = self.queue.take(self._target_size, cap, _entry_nbytes)
-        if self.config.processing_strategy is not BatchProcessingStrategy.FIXED or not entries:
-            return entries
-        target = self.current_batch_size
-        until = time.monotonic() + self.config.batch_timeout
-        left = None if cap is None else cap - sum(_entry_nbytes(e) for e in entries)
-        # A batch full by bytes is full: waiting for items that cannot fit only adds latency.
-        while len(entries) < target and (left is None or left > 0):
-            remaining = until - time.monotonic()
-            if remaining <= 0 or not self.queue.wait_for_items(remaining):
-                break
-            more = self.queue.take_nowait(target - len(entries), left, _entry_nbytes)
-            if not more:
-                break
-            entries.extend(more)
-            if left is not None:
-                left -= sum(_entry_nbytes(e) for e in more)
-        return entries
+        cfg = self.config
+        fixed_wait = (
+            cfg.batch_timeout if cfg.processing_strategy is BatchProcessingStrategy.FIXED else None
+        )
+        return collect_batch(self.queue, self._target_size, self._max_batch_memory, fixed_wait)
 
     def _process_batch(self, entries: list[PrioritizedItem], runner: GroupRunner) -> None:
         batch_id = next(self._batch_ids)
@@ -392,7 +372,7 @@ class BatchProcessor(Generic[T, U]):
         self.batch_ready_event.set()
         try:
             live = self._admit(entries, start)
-            for key, group in self._group(live).items():
+            for key, group in group_entries(live).items():
                 if self._abort_event.is_set():
                     # Past stop()'s deadline: answer instead of running the model again.
                     self._fail(group, ShuttingDown("the batch processor stopped"))
@@ -426,25 +406,6 @@ class BatchProcessor(Generic[T, U]):
             else:
                 live.append(entry)
         return live
-
-    @staticmethod
-    def _group(entries: list[PrioritizedItem]) -> dict[Hashable | None, list[PrioritizedItem]]:
-        if not entries:
-            return {}
-        first = entries[0].item
-        if type(first) is np.ndarray:
-            # The common case, one shape and dtype for the whole batch, without a key per item.
-            shape, dtype = first.shape, first.dtype
-            for entry in entries:
-                item = entry.item
-                if type(item) is not np.ndarray or item.dtype is not dtype or item.shape != shape:
-                    break
-            else:
-                return {group_key(first): entries}
-        groups: dict[Hashable | None, list[PrioritizedItem]] = defaultdict(list)
-        for entry in entries:
-            groups[group_key(entry.item)].append(entry)
-        return groups
 
     def _run_group(
         self, key: Hashable | None, group: list[PrioritizedItem], runner: GroupRunner

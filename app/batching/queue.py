@@ -60,9 +60,7 @@ class ItemQueue:
         needed = len(entries)
         with self._not_full:
             if needed > self._maxsize:
-                raise TooManyItems(
-                    f"{needed} items can never fit: max_queue_size={self._maxsize}"
-                )
+                raise TooManyItems(f"{needed} items can never fit: max_queue_size={self._maxsize}")
             if not self._wait_for_room(needed, timeout):
                 raise QueueFull(f"queue full ({self._size}/{self._maxsize} items)")
             deadlines = self._deadlines
