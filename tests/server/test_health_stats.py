@@ -51,7 +51,7 @@ async def test_stuck_batch_fails_liveness_with_a_reason() -> None:
 
 
 async def test_readiness_fails_first_when_draining() -> None:
-    async with serving(Settings(shutdown_grace_s=0.2)) as (app, client):
+    async with serving(Settings(shutdown_grace_s=2.0)) as (app, client):
         drain = asyncio.create_task(drain_service(app.state))
         await until(lambda: not app.state.ready)
         ready = await client.get("/health/ready")

@@ -108,7 +108,7 @@ async def test_everything_but_liveness_is_503_before_the_model_is_loaded() -> No
 
 
 async def test_draining_reports_not_ready_then_refuses_inference() -> None:
-    async with serving(Settings(model=SCALE.model, shutdown_grace_s=0.2)) as (app, client):
+    async with serving(Settings(model=SCALE.model, shutdown_grace_s=2.0)) as (app, client):
         drain = asyncio.create_task(drain_service(app.state))
         await until(lambda: not app.state.ready)
         assert (await client.get("/v2/health/ready")).status_code == 503
