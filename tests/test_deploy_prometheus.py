@@ -7,20 +7,18 @@ and rules are parsed to prove every PromQL expression names a series `Metrics` e
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 from app.metrics import Metrics
+from tests.e2e.tools import require_tool
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMETHEUS = ROOT / "deploy" / "prometheus"
@@ -42,20 +40,9 @@ _GROUPING = re.compile(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\
 _IDENTIFIER = re.compile(r"[A-Za-z_:][A-Za-z0-9_:]*")
 
 
-def require_tool(name: str) -> str:
-    """Path of executable ``name``; skip without it, or fail if BATCHSERVE_REQUIRE_TOOLS=1."""
-    path = shutil.which(name)
-    if path is not None:
-        return path
-    reason = f"{name} is not on PATH (Debian/Ubuntu: apt-get install prometheus)"
-    if os.environ.get("BATCHSERVE_REQUIRE_TOOLS") == "1":
-        pytest.fail(f"{reason}, and BATCHSERVE_REQUIRE_TOOLS=1 requires it")
-    pytest.skip(reason)
-
-
 def run_promtool(*args: str) -> None:
     """Run ``promtool <args>`` from the repository root and fail with its output on error."""
-    promtool = require_tool("promtool")
+    promtool = require_tool("promtool", "prometheus")
     result = subprocess.run(
         [promtool, *args], cwd=ROOT, capture_output=True, text=True, timeout=120, check=False
     )

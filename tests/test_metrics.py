@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 
 import pytest
@@ -20,6 +19,7 @@ from app.metrics import (
     Metrics,
     outcome_for,
 )
+from tests.e2e.tools import require_tool
 
 HOOKS = (
     "on_enqueue",
@@ -32,17 +32,6 @@ HOOKS = (
     "on_queue_depth",
 )
 SNAKE_CASE = re.compile(r"^[a-z_][a-z0-9_]*$")
-
-
-def require_tool(name: str) -> str:
-    """Path of executable ``name``; skip without it, or fail if BATCHSERVE_REQUIRE_TOOLS=1."""
-    path = shutil.which(name)
-    if path is not None:
-        return path
-    reason = f"{name} is not on PATH (Debian/Ubuntu: apt-get install prometheus)"
-    if os.environ.get("BATCHSERVE_REQUIRE_TOOLS") == "1":
-        pytest.fail(f"{reason}, and BATCHSERVE_REQUIRE_TOOLS=1 requires it")
-    pytest.skip(reason)
 
 
 @pytest.fixture
@@ -399,7 +388,7 @@ def test_series_names_follow_prometheus_conventions(registry: CollectorRegistry)
 
 
 def test_render_passes_promtool_check_metrics(metrics: Metrics) -> None:
-    promtool = require_tool("promtool")
+    promtool = require_tool("promtool", "prometheus")
     _exercise(metrics)
     body, _ = metrics.render()
     result = subprocess.run(
