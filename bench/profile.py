@@ -90,6 +90,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     pinned = shutil.which("taskset") is not None
     server_pin = ["taskset", "-c", "0"] if pinned else []
     load_pin = ["taskset", "-c", "1"] if pinned else []
+    args.out.mkdir(parents=True, exist_ok=True)
     raw = args.out / f"profile-{args.workload}-{args.contender}-c{args.concurrency}.txt"
     body_file = args.out / f"body-{args.workload}.json"
     body_file.write_bytes(workload.body())
