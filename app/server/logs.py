@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 import time
@@ -80,3 +81,52 @@ def configure_logging(fmt: LogFormat, level: str, secrets: Iterable[str] = ()) -
         logger = logging.getLogger(name)
         logger.handlers[:] = []
         logger.propagate = True
+
+
+class AccessLog:
+    """One line per request, formatted directly and written once per event-loop tick.
+
+    Building a `logging.LogRecord` and formatting it costs more than serving a small request,
+    so access lines bypass `logging`; they keep its line formats and the secret redaction.
+    """
+
+    def __init__(self, fmt: LogFormat, secrets: Iterable[str] = ()) -> None:
+        self._json = fmt is LogFormat.JSON
+        self._secrets = [s for s in secrets if s]
+        self._lines: list[str] = []
+
+    def record(self, method: str, path: str, status: int, duration_s: float, rid: str) -> None:
+        """Queue the line for one answered request."""
+        now = time.time()
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now))
+        millis = int(now * 1000) % 1000
+        duration_ms = round(duration_s * 1e3, 3)
+        message = f"{method} {path} {status} {duration_ms:.2f}ms id={rid}"
+        if self._json:
+            line = orjson.dumps(
+                {
+                    "time": f"{stamp}.{millis:03d}Z",
+                    "level": "info",
+                    "logger": "app.access",
+                    "message": message,
+                    "request_id": rid,
+                    "method": method,
+                    "path": path,
+                    "status": status,
+                    "duration_ms": duration_ms,
+                }
+            ).decode()
+        else:
+            line = f"{stamp.replace('T', ' ')},{millis:03d} INFO app.access: {message}"
+        for secret in self._secrets:
+            line = line.replace(secret, _REDACTED)
+        if not self._lines:
+            asyncio.get_running_loop().call_soon(self.flush)
+        self._lines.append(line)
+
+    def flush(self) -> None:
+        """Write the queued lines to stderr."""
+        lines, self._lines = self._lines, []
+        if lines:
+            sys.stderr.write("\n".join(lines) + "\n")
+            sys.stderr.flush()

@@ -4,7 +4,6 @@ fast path that serves `POST /predict` without the framework's routing."""
 from __future__ import annotations
 
 import itertools
-import logging
 import re
 import secrets
 import time
@@ -15,6 +14,7 @@ import orjson
 
 from app.errors import ItemTooLarge, MalformedRequest, PayloadTooLarge
 from app.server.errors import to_reply
+from app.server.logs import AccessLog
 from app.server.predict import Reply, handle_predict
 from app.server.state import ServiceState
 from app.server.waiting import ClientDisconnected
@@ -25,7 +25,6 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-access_logger = logging.getLogger("app.access")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 PREDICT_PATH = "/predict"
 CLIENT_CLOSED = 499  # nginx's "client closed request": logged and counted, never sent
@@ -97,10 +96,13 @@ def error_as_reply(exc: Exception, request_id: str) -> Reply:
     return Reply(err.status, body, "application/json", list(err.headers))
 
 
-async def send_reply(send: Send, reply: Reply) -> None:
-    """Send a complete response."""
-    headers = [(b"content-type", reply.content_type.encode("latin-1"))]
-    headers.append((b"content-length", str(len(reply.body)).encode("latin-1")))
+async def send_reply(send: Send, reply: Reply, request_id: str) -> None:
+    """Send a complete response, with its X-Request-ID."""
+    headers = [
+        (b"content-type", reply.content_type.encode("latin-1")),
+        (b"content-length", str(len(reply.body)).encode("latin-1")),
+        (b"x-request-id", request_id.encode("latin-1")),
+    ]
     headers.extend((k.encode("latin-1"), v.encode("latin-1")) for k, v in reply.headers)
     await send({"type": "http.response.start", "status": reply.status, "headers": headers})
     await send({"type": "http.response.body", "body": reply.body})
@@ -114,7 +116,11 @@ class ServiceMiddleware:
         self.state = state
         self.limit = state.settings.max_body_bytes
         self.fast_path = state.settings.fast_path
-        self.access_log = state.settings.access_log
+        settings = state.settings
+        self.access_log: AccessLog | None = None
+        if settings.access_log:
+            secrets = [settings.admin_token.get_secret_value()] if settings.admin_token else []
+            self.access_log = AccessLog(settings.log_format, secrets)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -122,9 +128,32 @@ class ServiceMiddleware:
             return
         start = time.perf_counter()
         request_id = request_id_from(scope)
-        scope.setdefault("state", {})["request_id"] = request_id
         status = [CLIENT_CLOSED]
-        rid_header = (b"x-request-id", request_id.encode("latin-1"))
+        metrics = self.state.metrics
+        metrics.inflight += 1  # requests run on the event loop thread only
+        try:
+            await self._dispatch(scope, receive, send, request_id, status)
+        finally:
+            metrics.inflight -= 1
+            self._record(scope, status[0], time.perf_counter() - start, request_id)
+
+    async def _dispatch(
+        self, scope: Scope, receive: Receive, send: Send, rid: str, status: list[int]
+    ) -> None:
+        try:
+            length = declared_length(scope)
+            if length is not None and length > self.limit:
+                raise PayloadTooLarge(f"request body exceeds max_body_bytes={self.limit}")
+        except (PayloadTooLarge, MalformedRequest) as exc:
+            reply = error_as_reply(exc, rid)
+            await send_reply(send, reply, rid)
+            status[0] = reply.status
+            return
+        if self.fast_path and scope["path"] == PREDICT_PATH and scope["method"] == "POST":
+            await self.serve_predict(scope, receive, send, rid, status)
+            return
+        scope.setdefault("state", {})["request_id"] = rid
+        rid_header = (b"x-request-id", rid.encode("latin-1"))
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -132,28 +161,11 @@ class ServiceMiddleware:
                 message["headers"] = [*message.get("headers", ()), rid_header]
             await send(message)
 
-        metrics = self.state.metrics
-        metrics.inflight += 1  # requests run on the event loop thread only
-        try:
-            await self._dispatch(scope, receive, send_with_id, request_id)
-        finally:
-            metrics.inflight -= 1
-            self._record(scope, status[0], time.perf_counter() - start, request_id)
+        await self.app(scope, limited(receive, self.limit), send_with_id)
 
-    async def _dispatch(self, scope: Scope, receive: Receive, send: Send, rid: str) -> None:
-        try:
-            length = declared_length(scope)
-            if length is not None and length > self.limit:
-                raise PayloadTooLarge(f"request body exceeds max_body_bytes={self.limit}")
-        except (PayloadTooLarge, MalformedRequest) as exc:
-            await send_reply(send, error_as_reply(exc, rid))
-            return
-        if self.fast_path and scope["path"] == PREDICT_PATH and scope["method"] == "POST":
-            await self.serve_predict(scope, receive, send, rid)
-            return
-        await self.app(scope, limited(receive, self.limit), send)
-
-    async def serve_predict(self, scope: Scope, receive: Receive, send: Send, rid: str) -> None:
+    async def serve_predict(
+        self, scope: Scope, receive: Receive, send: Send, rid: str, status: list[int]
+    ) -> None:
         """The whole `/predict` exchange, straight on ASGI."""
         try:
             body = await read_body(receive, self.limit)
@@ -163,7 +175,8 @@ class ServiceMiddleware:
             return
         except Exception as exc:
             reply = self.predict_error(exc, rid)
-        await send_reply(send, reply)
+        status[0] = reply.status
+        await send_reply(send, reply, rid)
 
     def predict_error(self, exc: Exception, rid: str) -> Reply:
         """The error reply for a failed prediction, counting refused input."""
@@ -182,13 +195,5 @@ class ServiceMiddleware:
         self.state.metrics.observe_request(path, status, duration)
         self.state.counters[f"status_{status}"] += 1
         self.state.counters["requests"] += 1
-        if self.access_log:
-            access_logger.info(
-                "%s %s %d %.2fms id=%s",
-                scope["method"],
-                scope["path"],
-                status,
-                duration * 1e3,
-                rid,
-                extra={"request_id": rid, "status": status, "duration_ms": duration * 1e3},
-            )
+        if self.access_log is not None:
+            self.access_log.record(scope["method"], scope["path"], status, duration, rid)

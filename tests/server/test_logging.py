@@ -7,34 +7,45 @@ import logging
 import sys
 
 import orjson
+import pytest
 
-from app.config import LogFormat
+from app.config import LogFormat, Settings
 from app.server.logs import JsonFormatter, RedactingFilter, configure_logging
 from tests.server.support import serving
 
 
-def _capture(fmt: LogFormat, secrets: list[str]) -> io.StringIO:
-    configure_logging(fmt, "info", secrets)
+@pytest.mark.parametrize("fmt", [LogFormat.JSON, LogFormat.TEXT])
+async def test_each_request_logs_one_line_with_its_request_id(capsys, fmt) -> None:
+    token = "admin-token-that-must-not-leak"
+    async with serving(Settings(log_format=fmt, admin_token=token)) as (_, client):
+        response = await client.get("/health/ready", headers={"x-request-id": "req-42"})
+        await client.get(f"/admin/{token}")
+    lines = [line for line in capsys.readouterr().err.splitlines() if "app.access" in line]
+    assert response.status_code == 200
+    assert len(lines) == 2
+    assert token not in "".join(lines)
+    if fmt is LogFormat.JSON:
+        first = orjson.loads(lines[0])
+        assert first["request_id"] == "req-42"
+        assert first["status"] == 200
+        assert first["path"] == "/health/ready"
+    else:
+        assert lines[0].endswith("id=req-42")
+        assert " GET /health/ready 200 " in lines[0]
+
+
+def test_logging_config_writes_json_lines_with_extras() -> None:
+    configure_logging(LogFormat.JSON, "info", [])
     stream = io.StringIO()
     handler = logging.getLogger().handlers[0]
     assert isinstance(handler, logging.StreamHandler)
     handler.setStream(stream)
-    return stream
-
-
-async def test_each_request_logs_one_line_with_its_request_id() -> None:
-    stream = _capture(LogFormat.JSON, [])
     try:
-        async with serving() as (_, client):
-            response = await client.get("/health/ready", headers={"x-request-id": "req-42"})
-        lines = [orjson.loads(line) for line in stream.getvalue().splitlines()]
+        logging.getLogger("app.test").info("hello %s", "world", extra={"batch": 3})
     finally:
         logging.getLogger().handlers.clear()
-    access = [line for line in lines if line["logger"] == "app.access"]
-    assert response.status_code == 200
-    assert len(access) == 1
-    assert access[0]["request_id"] == "req-42"
-    assert access[0]["status"] == 200
+    line = orjson.loads(stream.getvalue())
+    assert (line["message"], line["batch"], line["level"]) == ("hello world", 3, "info")
 
 
 def test_secrets_are_redacted_from_messages_arguments_and_tracebacks() -> None:
