@@ -65,7 +65,9 @@ class Settings(BaseSettings, BatchProcessorConfig):
         description="On shutdown, how long to keep serving while readiness reports 503 (s).",
     )
     warmup: bool = Field(True, description="Run one batch through the model before ready.")
-    fast_path: bool = Field(True, description="Serve POST /predict from a lean ASGI handler.")
+    fast_path: bool = Field(
+        True, description="Serve plain POST /predict outside the web framework (lean path)."
+    )
     log_format: LogFormat = Field(LogFormat.TEXT, description="text or json log lines.")
     log_level: str = Field(
         "info", pattern=r"^(?i:critical|error|warning|info|debug)$", description="Log level."

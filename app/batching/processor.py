@@ -53,6 +53,7 @@ T = TypeVar("T")
 U = TypeVar("U")
 
 _LOAD_EMA = 0.2
+_PRIORITY_NAMES = {level: level.name.lower() for level in BatchPriority}
 
 
 class BatchProcessor(Generic[T, U]):
@@ -267,7 +268,7 @@ class BatchProcessor(Generic[T, U]):
             raise ValueError(f"item_timeout must be > 0 seconds, got {limit}")
         now = time.monotonic()
         deadline = None if limit is None else now + limit
-        level = BatchPriority(priority)
+        level = priority if type(priority) is BatchPriority else BatchPriority(priority)
         seq = self._sequence
         entries = [
             PrioritizedItem(level, next(seq), item, future, now, deadline)
@@ -282,7 +283,7 @@ class BatchProcessor(Generic[T, U]):
         except ShuttingDown:
             self._count_reject(REJECT_SHUTTING_DOWN, len(items))
             raise
-        notify(self.metrics, "on_enqueue", level.name.lower(), len(self.queue))
+        notify(self.metrics, "on_enqueue", _PRIORITY_NAMES[level], len(self.queue))
 
     def _check_sizes(self, items: Sequence[T]) -> None:
         cap = self._max_batch_memory

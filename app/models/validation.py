@@ -55,7 +55,7 @@ def check_tensor(spec: TensorSpec, value: object, allow_non_finite: bool) -> Arr
     """Check one tensor's shape (``-1`` matches any size), dtype and values; return it cast."""
     label = f"input {spec.name!r}"
     array = _as_array(label, value)
-    if not _shape_matches(spec.shape, array.shape):
+    if not shape_matches(spec.shape, array.shape):
         raise InvalidInput(f"{label}: expected shape {spec.shape}, got {array.shape}")
     array = cast_checked(label, array, spec.np_dtype)
     if not allow_non_finite:
@@ -148,7 +148,8 @@ def _as_array(label: str, value: object) -> Array:
         raise InvalidInput(f"{label}: not a rectangular array ({exc})") from exc
 
 
-def _shape_matches(declared: tuple[int, ...], actual: tuple[int, ...]) -> bool:
+def shape_matches(declared: tuple[int, ...], actual: tuple[int, ...]) -> bool:
+    """Same rank, and every declared size is -1 (any) or equal."""
     if len(declared) != len(actual):
         return False
     return all(want in (-1, got) for want, got in zip(declared, actual, strict=True))

@@ -97,6 +97,12 @@ class DecodedRequest:
     style: TensorStyle
     batch: Array | None
 
+    @property
+    def finite(self) -> bool:
+        """Every number is finite: JSON has no NaN or Infinity, and the conversions to the
+        model's dtype refuse overflow. msgpack floats may be NaN or Inf."""
+        return self.fmt is WireFormat.JSON
+
 
 def request_format(content_type: str | None) -> WireFormat:
     """The wire format of a request body, from its ``Content-Type`` header.

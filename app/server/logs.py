@@ -94,11 +94,17 @@ class AccessLog:
         self._json = fmt is LogFormat.JSON
         self._secrets = [s for s in secrets if s]
         self._lines: list[str] = []
+        self._second = -1
+        self._stamp = ""
 
     def record(self, method: str, path: str, status: int, duration_s: float, rid: str) -> None:
         """Queue the line for one answered request."""
         now = time.time()
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now))
+        second = int(now)
+        if second != self._second:  # formatting the date is the costly part: once a second
+            self._second = second
+            self._stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        stamp = self._stamp
         millis = int(now * 1000) % 1000
         duration_ms = round(duration_s * 1e3, 3)
         message = f"{method} {path} {status} {duration_ms:.2f}ms id={rid}"

@@ -7,7 +7,7 @@ import itertools
 import re
 import secrets
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
 import orjson
@@ -169,14 +169,31 @@ class ServiceMiddleware:
         """The whole `/predict` exchange, straight on ASGI."""
         try:
             body = await read_body(receive, self.limit)
-            headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-            reply = await handle_predict(self.state, body, headers, receive)
         except ClientDisconnected:
             return
         except Exception as exc:
-            reply = self.predict_error(exc, rid)
-        status[0] = reply.status
-        await send_reply(send, reply, rid)
+            reply: Reply | None = self.predict_error(exc, rid)
+        else:
+            reply = await self.predict_reply(body, scope["headers"], rid, receive)
+        if reply is not None:
+            status[0] = reply.status
+            await send_reply(send, reply, rid)
+
+    async def predict_reply(
+        self,
+        body: bytes,
+        raw_headers: Iterable[tuple[bytes, bytes]],
+        rid: str,
+        receive: Receive | None,
+    ) -> Reply | None:
+        """The answer to a `/predict` body, errors included; None when the client left."""
+        try:
+            headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in raw_headers}
+            return await handle_predict(self.state, body, headers, receive)
+        except ClientDisconnected:
+            return None
+        except Exception as exc:
+            return self.predict_error(exc, rid)
 
     def predict_error(self, exc: Exception, rid: str) -> Reply:
         """The error reply for a failed prediction, counting refused input."""
@@ -189,11 +206,17 @@ class ServiceMiddleware:
 
     def _record(self, scope: Scope, status: int, duration: float, rid: str) -> None:
         route = scope.get("route")
-        path = getattr(route, "path", None) or (
+        template = getattr(route, "path", None) or (
             PREDICT_PATH if scope["path"] == PREDICT_PATH else "unmatched"
         )
-        self.state.metrics.observe_request(path, status, duration)
+        self.record(scope["method"], scope["path"], template, status, duration, rid)
+
+    def record(
+        self, method: str, path: str, route: str, status: int, duration: float, rid: str
+    ) -> None:
+        """Count, time and log one finished request; `route` is its template."""
+        self.state.metrics.observe_request(route, status, duration)
         self.state.counters[f"status_{status}"] += 1
         self.state.counters["requests"] += 1
         if self.access_log is not None:
-            self.access_log.record(scope["method"], scope["path"], status, duration, rid)
+            self.access_log.record(method, path, status, duration, rid)

@@ -16,10 +16,13 @@ from typing import Any
 import numpy as np
 
 from app.batching import BatchPriority
+from app.batching.futures import Gathering
 from app.errors import InvalidInput, MalformedRequest
 from app.models import LoadedModel
+from app.models.validation import shape_matches
 from app.server.codecs import (
     DecodedRequest,
+    TensorStyle,
     WireFormat,
     decode_predict,
     encode_predict,
@@ -81,7 +84,16 @@ def input_dtype(model: LoadedModel) -> np.dtype[Any] | None:
 
 
 def validate_rows(model: LoadedModel, decoded: DecodedRequest) -> list[Any]:
-    """Every row checked (and cast) against the model's declared inputs."""
+    """Every row checked (and cast) against the model's declared inputs.
+
+    A rectangular batch already in the single input's dtype and shape, with only finite
+    numbers, is checked once as a whole; anything else row by row, for precise messages.
+    """
+    batch = decoded.batch
+    if batch is not None and decoded.finite and len(model.inputs) == 1:
+        spec = model.inputs[0]
+        if batch.dtype == spec.np_dtype and shape_matches(spec.shape, batch.shape[1:]):
+            return decoded.rows
     return [model.validate_row(row) for row in decoded.rows]
 
 
@@ -98,13 +110,27 @@ def collect_predictions(rows: list[Any]) -> np.ndarray | list[Any]:
     return rows
 
 
-async def handle_predict(
-    state: ServiceState,
-    body: bytes,
-    headers: Mapping[str, str],
-    receive: Receive | None,
-) -> Reply:
-    """Answer one `/predict` request; raises `app.errors` types for every failure."""
+@dataclass(slots=True)
+class PendingPredict:
+    """A `/predict` request whose rows are queued: what is needed to answer it."""
+
+    gathering: Gathering
+    timeout: float | None
+    fmt_out: WireFormat
+    style: TensorStyle
+
+    def reply(self, results: list[Any]) -> Reply:
+        """The 200 answer, encoded in the negotiated format."""
+        payload, out_type = encode_predict(collect_predictions(results), self.fmt_out, self.style)
+        return Reply(200, payload, out_type)
+
+
+def submit_predict(state: ServiceState, body: bytes, headers: Mapping[str, str]) -> PendingPredict:
+    """Decode and validate a `/predict` body, then queue its rows as one atomic group.
+
+    Runs on the event loop and never blocks; raises `app.errors` types for every failure,
+    before anything is queued.
+    """
     model, processor = state.serving()
     content_type = headers.get("content-type")
     fmt_in: WireFormat = request_format(content_type)
@@ -119,6 +145,16 @@ async def handle_predict(
         raise InvalidInput("'instances' must be a non-empty list")
     rows = validate_rows(model, decoded)
     gathering = processor.enqueue_async(rows, priority=priority, item_timeout=timeout)
-    results = await await_results(gathering, receive, timeout)
-    payload, out_type = encode_predict(collect_predictions(results), fmt_out, decoded.style)
-    return Reply(200, payload, out_type)
+    return PendingPredict(gathering, timeout, fmt_out, decoded.style)
+
+
+async def handle_predict(
+    state: ServiceState,
+    body: bytes,
+    headers: Mapping[str, str],
+    receive: Receive | None,
+) -> Reply:
+    """Answer one `/predict` request; raises `app.errors` types for every failure."""
+    pending = submit_predict(state, body, headers)
+    results = await await_results(pending.gathering, receive, pending.timeout)
+    return pending.reply(results)

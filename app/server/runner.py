@@ -12,6 +12,7 @@ import uvicorn
 from app.config import Settings
 from app.server.app import create_app
 from app.server.lifecycle import drain_service
+from app.server.middleware import ServiceMiddleware
 from app.server.state import ServiceState
 
 logger = logging.getLogger("app.server")
@@ -54,6 +55,15 @@ class DrainingServer(uvicorn.Server):
             self.should_exit = True
 
 
+def http_protocol(app: ServiceMiddleware) -> type[asyncio.Protocol] | str:
+    """The protocol that serves plain `POST /predict` itself; uvicorn's choice without httptools."""
+    try:
+        from app.server.protocol import protocol_for
+    except ImportError:  # httptools is missing: uvicorn falls back to h11
+        return "auto"
+    return protocol_for(app)
+
+
 def serve(settings: Settings) -> None:
     """Serve until a signal ends the drain."""
     app = create_app(settings)
@@ -61,6 +71,7 @@ def serve(settings: Settings) -> None:
         app,
         host=settings.host,
         port=settings.port,
+        http=http_protocol(app) if settings.fast_path else "auto",
         log_config=None,
         access_log=False,
         lifespan="on",

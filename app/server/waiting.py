@@ -48,10 +48,7 @@ async def await_results(
         watchers.append(task)
 
     starter = loop.call_later(DISCONNECT_WATCH_AFTER_S, watch) if receive is not None else None
-    timer = None
-    if timeout_s is not None:
-        expired = DeadlineExceeded(f"no answer within the request timeout of {timeout_s:g}s")
-        timer = loop.call_later(timeout_s, _fail, waiter, expired)
+    timer = arm_deadline(waiter, timeout_s)
     try:
         return await waiter
     except (DeadlineExceeded, ClientDisconnected, asyncio.CancelledError):
@@ -63,6 +60,16 @@ async def await_results(
                 handle.cancel()
         for task in watchers:
             task.cancel()
+
+
+def arm_deadline(
+    waiter: asyncio.Future[Any], timeout_s: float | None
+) -> asyncio.TimerHandle | None:
+    """Fail `waiter` with `DeadlineExceeded` once `timeout_s` passes (None: never)."""
+    if timeout_s is None:
+        return None
+    expired = DeadlineExceeded(f"no answer within the request timeout of {timeout_s:g}s")
+    return waiter.get_loop().call_later(timeout_s, _fail, waiter, expired)
 
 
 def _fail(waiter: asyncio.Future[Any], error: Exception) -> None:

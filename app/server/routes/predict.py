@@ -1,5 +1,6 @@
-"""`POST /predict`, documented here. With `fast_path` on (the default) the same handler is
-served by `ServiceMiddleware` before routing; this route serves it otherwise."""
+"""`POST /predict`, documented here. With `fast_path` on (the default) the same code is run
+by `app.server.protocol` under `batchserve serve`, or by `ServiceMiddleware` before routing
+under any other ASGI server; this route serves it otherwise."""
 
 from __future__ import annotations
 

@@ -1,0 +1,276 @@
+"""The HTTP protocol that serves plain `POST /predict` itself, on a real socket under uvicorn:
+framing, keep-alive, pipelining order, limits, disconnects, deadlines, and the fallback of
+everything else to the ASGI app."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import pytest
+import uvicorn
+
+from app.config import Settings
+from app.models import LoadedModel
+from app.server.app import create_app
+from app.server.middleware import ServiceMiddleware
+from app.server.protocol import PredictExchange, PredictProtocol, protocol_for
+from app.server.runner import http_protocol
+from tests.server.support import RecordingModel, recording_model, until
+
+
+@dataclass
+class Response:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return orjson.loads(self.body)
+
+
+@dataclass
+class Live:
+    app: ServiceMiddleware
+    port: int
+    asgi_paths: list[str]  # HTTP requests that reached the ASGI app
+
+    async def connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        return await asyncio.open_connection("127.0.0.1", self.port)
+
+
+@asynccontextmanager
+async def live_server(
+    settings: Settings | None = None, model: LoadedModel | None = None
+) -> AsyncIterator[Live]:
+    """The service under uvicorn with `PredictProtocol`, on an ephemeral port of this loop."""
+    app = create_app(settings or Settings(), model=model or recording_model(RecordingModel()))
+    asgi_paths: list[str] = []
+
+    async def spy(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            asgi_paths.append(scope["path"])
+        await app(scope, receive, send)
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    config = uvicorn.Config(
+        spy, http=protocol_for(app), lifespan="on", log_config=None, access_log=False
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        await until(lambda: server.started or task.done(), limit_s=30)
+        assert server.started, "uvicorn did not start"
+        yield Live(app, sock.getsockname()[1], asgi_paths)
+    finally:
+        server.should_exit = True
+        await task
+        sock.close()
+
+
+def post(body: bytes, *headers: str, path: str = "/predict", version: str = "1.1") -> bytes:
+    lines = [f"POST {path} HTTP/{version}", "Host: test", "Content-Type: application/json"]
+    lines += [f"Content-Length: {len(body)}", *headers]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+def instances(*firsts: float) -> bytes:
+    return orjson.dumps({"instances": [[f, 0.0, 0.0, 0.0] for f in firsts]})
+
+
+async def read_response(reader: asyncio.StreamReader) -> Response:
+    """The next final response; interim 1xx responses are skipped."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    while head.startswith(b"HTTP/1.1 1"):
+        head = await reader.readuntil(b"\r\n\r\n")
+    status_line, *lines = head.decode("latin-1").split("\r\n")[:-2]
+    headers = {}
+    for line in lines:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    body = await reader.readexactly(int(headers.get("content-length", "0")))
+    return Response(int(status_line.split()[1]), headers, body)
+
+
+async def exchange(live: Live, request: bytes) -> Response:
+    reader, writer = await live.connect()
+    writer.write(request)
+    try:
+        return await read_response(reader)
+    finally:
+        writer.close()
+
+
+async def test_plain_predict_is_answered_without_the_asgi_app() -> None:
+    async with live_server() as live:
+        response = await exchange(live, post(instances(1.5), "X-Request-ID: proto-1"))
+        assert response.status == 200
+        assert response.json() == {"predictions": [[3.0, 0.0, 0.0, 0.0]]}
+        assert response.headers["content-type"] == "application/json"
+        assert response.headers["x-request-id"] == "proto-1"
+        assert "date" in response.headers
+        assert "server" in response.headers
+        assert live.asgi_paths == []
+        assert live.app.state.counters["status_200"] == 1
+
+
+async def test_other_routes_and_unusual_predicts_go_through_asgi() -> None:
+    async with live_server() as live:
+        health = await exchange(live, b"GET /health/live HTTP/1.1\r\nHost: t\r\n\r\n")
+        query = await exchange(live, post(instances(1.0), path="/predict?verbose=1"))
+        continued = await exchange(live, post(instances(2.0), "Expect: 100-continue"))
+        assert [health.status, query.status, continued.status] == [200, 200, 200]
+        assert continued.json()["predictions"][0][0] == 4.0
+        assert live.asgi_paths == ["/health/live", "/predict", "/predict"]
+
+
+async def test_keep_alive_serves_many_requests_on_one_connection() -> None:
+    async with live_server() as live:
+        reader, writer = await live.connect()
+        answers = []
+        for value in (1.0, 2.0, 3.0):
+            writer.write(post(instances(value)))
+            answers.append((await read_response(reader)).json()["predictions"][0][0])
+        writer.close()
+        assert answers == [2.0, 4.0, 6.0]
+
+
+async def test_pipelined_requests_are_answered_in_order() -> None:
+    async with live_server() as live:
+        reader, writer = await live.connect()
+        writer.write(
+            post(instances(1.0))
+            + b"GET /health/live HTTP/1.1\r\nHost: t\r\n\r\n"
+            + post(instances(2.0, 3.0))
+            + post(b"{not json")
+        )
+        first, health, second, bad = [await read_response(reader) for _ in range(4)]
+        writer.close()
+        assert first.json()["predictions"] == [[2.0, 0.0, 0.0, 0.0]]
+        assert health.status == 200
+        assert b"predictions" not in health.body
+        assert [row[0] for row in second.json()["predictions"]] == [4.0, 6.0]
+        assert bad.status == 400
+        assert bad.json()["code"] == "malformed_request"
+
+
+async def test_connection_close_and_http_1_0_close_after_the_answer() -> None:
+    async with live_server() as live:
+        for request in (
+            post(instances(1.0), "Connection: close"),
+            post(instances(1.0), version="1.0"),
+        ):
+            reader, writer = await live.connect()
+            writer.write(request)
+            response = await read_response(reader)
+            assert response.status == 200
+            assert response.headers["connection"] == "close"
+            assert await reader.read() == b""  # the server closed the connection
+            writer.close()
+
+
+async def test_chunked_body_is_reassembled() -> None:
+    body = instances(5.0)
+    head = b"POST /predict HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+    chunks = b"".join(b"%x\r\n%s\r\n" % (len(part), part) for part in (body[:7], body[7:]))
+    async with live_server() as live:
+        response = await exchange(
+            live, head + b"Transfer-Encoding: chunked\r\n\r\n" + chunks + b"0\r\n\r\n"
+        )
+        assert response.status == 200
+        assert response.json()["predictions"][0][0] == 10.0
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+async def test_oversized_body_is_refused_with_413_and_the_connection_stays_usable(
+    chunked: bool,
+) -> None:
+    big = orjson.dumps({"instances": [[1.0] * 4] * 200})
+    async with live_server(Settings(max_body_bytes=1024)) as live:
+        reader, writer = await live.connect()
+        if chunked:
+            head = b"POST /predict HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+            writer.write(head + b"%x\r\n%s\r\n0\r\n\r\n" % (len(big), big))
+        else:
+            writer.write(post(big))
+        refused = await read_response(reader)
+        writer.write(post(instances(1.0)))
+        after = await read_response(reader)
+        writer.close()
+        assert refused.status == 413
+        assert refused.json()["code"] == "payload_too_large"
+        assert after.status == 200
+
+
+async def test_clients_that_disconnect_are_counted_once_and_their_rows_dropped() -> None:
+    model = RecordingModel()
+    async with live_server(model=recording_model(model)) as live:
+        processor = live.app.state.processor
+        metrics = live.app.state.metrics
+        assert processor is not None
+        processor.pause()
+        (_, queued), (_, partial) = [await live.connect() for _ in range(2)]
+        queued.write(post(instances(7.0)))
+        partial.write(post(instances(8.0))[:-5])  # the body never completes
+        await until(lambda: len(processor) == 1 and metrics.inflight == 2)
+        queued.close()
+        partial.close()
+        await until(lambda: metrics.inflight == 0)
+        assert live.app.state.counters["status_499"] == 2
+        processor.resume()
+        await until(lambda: processor.get_stats()["rejected"].get("cancelled") == 1)
+        assert (await exchange(live, post(instances(1.0)))).status == 200
+    assert 7.0 not in model.rows_seen
+    assert 8.0 not in model.rows_seen
+    assert 1.0 in model.rows_seen
+
+
+async def test_deadline_answers_504_while_the_model_is_stuck() -> None:
+    model = RecordingModel()
+    async with live_server(model=recording_model(model)) as live:
+        model.gate.clear()  # closed after the warm-up batch went through
+        reader, writer = await live.connect()
+        writer.write(post(instances(1.0), "X-Request-Timeout-Seconds: 0.2"))
+        response = await read_response(reader)
+        model.gate.set()
+        writer.close()
+    assert response.status == 504
+    assert response.json()["code"] == "deadline_exceeded"
+
+
+async def test_bad_input_gets_its_error_and_spares_the_batch() -> None:
+    model = RecordingModel()
+    async with live_server(model=recording_model(model)) as live:
+        processor = live.app.state.processor
+        assert processor is not None
+        warm_up_rows = len(model.rows_seen)
+        processor.pause()
+        requests = [post(instances(1.0)), post(b'{"instances": [[1, 2]]}'), post(instances(2.0))]
+        connections = [await live.connect() for _ in requests]
+        for (_, writer), request in zip(connections, requests, strict=True):
+            writer.write(request)
+        await until(lambda: len(processor) == 2)
+        processor.resume()
+        answers = [await read_response(reader) for reader, _ in connections]
+        for _, writer in connections:
+            writer.close()
+    assert [a.status for a in answers] == [200, 422, 200]
+    assert answers[1].json()["code"] == "invalid_input"
+    assert sorted(model.rows_seen[warm_up_rows:]) == [1.0, 2.0]
+
+
+async def test_exchange_stands_in_for_uvicorns_cycle() -> None:
+    """The attributes uvicorn's protocol reads and writes on a request cycle all exist."""
+    names = {"body", "more_body", "disconnected", "keep_alive", "response_complete"}
+    assert names <= set(PredictExchange.__slots__)
+    assert callable(PredictExchange.set)
+
+
+def test_the_server_runs_the_protocol() -> None:
+    assert issubclass(http_protocol(create_app(Settings())), PredictProtocol)  # type: ignore[arg-type]
