@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import threading
 import weakref
 from collections.abc import Callable
@@ -40,15 +41,16 @@ class ItemFuture(Protocol):
 
 class CallbackFuture:
     """An `ItemFuture` that calls `on_done(self)` once, in the settling thread, when it
-    finishes (not when it is cancelled: the canceller knows)."""
+    finishes (not when it is cancelled: the canceller knows). `index` is its caller's tag."""
 
-    __slots__ = ("_exception", "_on_done", "_result", "_state")
+    __slots__ = ("_exception", "_on_done", "_result", "_state", "index")
 
-    def __init__(self, on_done: Callable[[CallbackFuture], None]) -> None:
+    def __init__(self, on_done: Callable[[CallbackFuture], None], index: int = 0) -> None:
         self._state = _PENDING
         self._result: Any = None
         self._exception: BaseException | None = None
         self._on_done = on_done
+        self.index = index
 
     def set_running_or_notify_cancel(self) -> bool:
         with _LOCK:
@@ -138,24 +140,23 @@ class Gathering:
         self.waiter: asyncio.Future[list[Any]] = loop.create_future()
         self._results: list[Any] = [None] * size
         self._remaining = size
-        self._notifier = notifier_for(loop)
-        self.futures = [CallbackFuture(self._on_done(i)) for i in range(size)]
+        self._post = notifier_for(loop).post
+        on_done = self._on_done
+        self.futures = [CallbackFuture(on_done, i) for i in range(size)]
         if size == 0:
             self.waiter.set_result([])
 
-    def _on_done(self, index: int) -> Callable[[CallbackFuture], None]:
-        post = self._notifier.post
-        deliver = self._deliver
-        return lambda future: post(lambda: deliver(index, future))
+    def _on_done(self, future: CallbackFuture) -> None:
+        self._post(functools.partial(self._deliver, future))
 
-    def _deliver(self, index: int, future: CallbackFuture) -> None:
+    def _deliver(self, future: CallbackFuture) -> None:
         if self.waiter.done():
             return
         result, error = future.outcome()
         if error is not None:
             self.waiter.set_exception(error)
             return
-        self._results[index] = result
+        self._results[future.index] = result
         self._remaining -= 1
         if self._remaining == 0:
             self.waiter.set_result(self._results)

@@ -8,6 +8,7 @@ FastAPI route call `handle_predict`.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -79,7 +80,12 @@ def input_dtype(model: LoadedModel) -> np.dtype[Any] | None:
     """The dtype JSON numbers are decoded into: the single declared input's, if any."""
     if len(model.inputs) != 1:
         return None
-    dtype = np.dtype(model.inputs[0].dtype)
+    return _numeric_dtype(model.inputs[0].dtype)
+
+
+@functools.lru_cache(maxsize=64)
+def _numeric_dtype(name: str) -> np.dtype[Any] | None:
+    dtype = np.dtype(name)
     return dtype if dtype.kind in "biuf" else None
 
 
