@@ -12,6 +12,7 @@ is cancelled by its caller and never reaches the model.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import itertools
 import logging
@@ -93,6 +94,7 @@ class BatchProcessor(Generic[T, U]):
         )
         self._batch_size_lock = threading.RLock()
         self._max_batch_memory = cfg.max_batch_memory_bytes
+        self._wake_pending = False  # a worker wake-up is scheduled on a loop
         self._system_load = 0.0
         self._last_batch_start: float | None = None
         self._active_batches: dict[int, float] = {}
@@ -246,10 +248,21 @@ class BatchProcessor(Generic[T, U]):
         """Queue several items atomically from a running event loop, never blocking it (a
         full queue raises `QueueFull` at once). The returned `Gathering`'s `waiter` resolves
         on the loop with every result in order, or the first error; `cancel()` drops the
-        items still queued. Completions wake the loop once per batch, not once per item."""
+        items still queued. Completions wake the loop once per batch, not once per item, and
+        the worker is woken once per loop iteration, not once per submission."""
         gathering = Gathering(len(items))
-        self._enqueue(items, gathering.futures, 0, priority, item_timeout)
+        self._enqueue(items, gathering.futures, 0, priority, item_timeout, wake=False)
+        if not self._wake_pending:
+            self._wake_pending = True
+            asyncio.get_running_loop().call_soon(self._wake_worker)
         return gathering
+
+    def _wake_worker(self) -> None:
+        # Submissions that arrive together (one poll of the sockets) are queued before the
+        # worker looks: woken per submission, it would take them one by one, each small
+        # batch costing a thread switch and a model call, all on the cores the loop needs.
+        self._wake_pending = False
+        self.queue.wake()
 
     def _enqueue(
         self,
@@ -258,6 +271,8 @@ class BatchProcessor(Generic[T, U]):
         timeout: float | None,
         priority: BatchPriority,
         item_timeout: float | None,
+        *,
+        wake: bool = True,
     ) -> None:
         if self.stop_event.is_set():
             self._count_reject(REJECT_SHUTTING_DOWN, len(items))
@@ -275,7 +290,7 @@ class BatchProcessor(Generic[T, U]):
             for item, future in zip(items, futures, strict=True)
         ]
         try:
-            if self.queue.put_many(entries, timeout):
+            if self.queue.put_many(entries, timeout, wake=wake):
                 self._reaper_wake.set()
         except QueueFull:
             self._count_reject(REJECT_QUEUE_FULL, len(items))

@@ -50,12 +50,15 @@ class ItemQueue:
 
     # -- producers ---------------------------------------------------------------------------
 
-    def put_many(self, entries: list[PrioritizedItem], timeout: float | None) -> bool:
+    def put_many(
+        self, entries: list[PrioritizedItem], timeout: float | None, *, wake: bool = True
+    ) -> bool:
         """Admit all `entries` or none, waiting up to `timeout` seconds for room.
 
         Returns True when one of them now carries the earliest deadline in the queue (the
         caller wakes its deadline reaper). Raises `QueueFull` after the timeout (at once when
-        `timeout` is 0) and `ShuttingDown` once the queue is closed.
+        `timeout` is 0) and `ShuttingDown` once the queue is closed. With `wake` False the
+        worker is not woken: the caller promises a `wake()` soon.
         """
         needed = len(entries)
         with self._not_full:
@@ -76,8 +79,14 @@ class ItemQueue:
                     new_earliest |= earliest is None or entry.deadline < earliest
             self._size += needed
             self._compact_locked()
-            self._not_empty.notify()
+            if wake:
+                self._not_empty.notify()
             return new_earliest
+
+    def wake(self) -> None:
+        """Wake the worker for entries put with ``wake=False``."""
+        with self._not_empty:
+            self._not_empty.notify()
 
     def _wait_for_room(self, needed: int, timeout: float | None) -> bool:
         end = None if timeout is None else self._clock() + timeout

@@ -31,6 +31,31 @@ async def test_submit_many_returns_rows_in_order(
     assert await processor.submit_many([]) == []
 
 
+async def test_submissions_of_one_loop_iteration_wake_the_worker_once(
+    make_processor: ProcessorFactory, model: RecordingModel
+) -> None:
+    processor = make_processor(model, max_batch_size=64, initial_batch_size=64)
+    wakes = 0
+    notify = processor.queue._not_empty.notify
+
+    def counting_notify(n: int = 1) -> None:
+        nonlocal wakes
+        wakes += 1
+        notify(n)
+
+    processor.queue._not_empty.notify = counting_notify  # type: ignore[method-assign]
+    # No await between them: the worker is woken after all ten are queued, and takes them
+    # together, instead of waking for the first one alone.
+    gatherings = [processor.enqueue_async([row(i)]) for i in range(10)]
+    assert wakes == 0
+    results = [await g.waiter for g in gatherings]
+    assert wakes == 1
+    assert [int(r[0][0]) for r in results] == [2 * i for i in range(10)]
+    assert model.batch_sizes == [10]
+    # A lone submission is not left waiting for company.
+    np.testing.assert_array_equal(await asyncio.wait_for(processor.submit(row(3)), 5), row(6))
+
+
 async def test_awaiting_a_busy_model_does_not_block_the_event_loop(
     make_processor: ProcessorFactory, gated: GatedModel
 ) -> None:

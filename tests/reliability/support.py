@@ -12,6 +12,7 @@ Waiting is always on server state or an event, polled with a bounded deadline.
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import threading
 import time
@@ -256,12 +257,32 @@ class Tally:
         return [o for o in self.outcomes if o.status == 200 and not o.correct]
 
     def check(self, sent: int) -> None:
-        """Every request got exactly one outcome, none was lost, every 200 was right."""
+        """Every request got exactly one outcome, none was lost, every 200 was right.
+
+        With ``RELIABILITY_REPORT=<file>`` set, one JSON line per check is appended to the
+        file (scenario, sent, codes, lost, wrong): the figures of the reliability table.
+        """
+        self._report(sent)
         assert len(self.outcomes) == sent, (len(self.outcomes), sent)
         every_id = [i for o in self.outcomes for i in o.ids]
         assert len(every_id) == len(set(every_id)), "an id was sent twice or answered twice"
         assert not self.lost(), self.lost()[:5]
         assert not self.wrong(), self.wrong()[:5]
+
+    def _report(self, sent: int) -> None:
+        path = os.environ.get("RELIABILITY_REPORT")
+        if not path:
+            return
+        line = {
+            "scenario": os.environ.get("PYTEST_CURRENT_TEST", "").split(" ")[0],
+            "sent": sent,
+            "answered": sum(1 for o in self.outcomes if o.status is not None),
+            "codes": dict(sorted(self.codes().items())),
+            "lost": len(self.lost()),
+            "wrong": len(self.wrong()),
+        }
+        with open(path, "ab") as report:
+            report.write(orjson.dumps(line) + b"\n")
 
     def latencies(self, *statuses: int) -> list[float]:
         return [o.latency_s for o in self.with_status(*statuses)]
