@@ -15,7 +15,7 @@ import orjson
 from app.errors import ItemTooLarge, MalformedRequest, PayloadTooLarge
 from app.server.errors import to_reply
 from app.server.logs import AccessLog
-from app.server.predict import Reply, handle_predict
+from app.server.predict import Reply, handle_predict, text_headers
 from app.server.state import ServiceState
 from app.server.waiting import ClientDisconnected
 
@@ -188,8 +188,7 @@ class ServiceMiddleware:
     ) -> Reply | None:
         """The answer to a `/predict` body, errors included; None when the client left."""
         try:
-            headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in raw_headers}
-            return await handle_predict(self.state, body, headers, receive)
+            return await handle_predict(self.state, body, text_headers(raw_headers), receive)
         except ClientDisconnected:
             return None
         except Exception as exc:

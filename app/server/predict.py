@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,6 +46,11 @@ class Reply:
     body: bytes
     content_type: str
     headers: list[tuple[str, str]] = field(default_factory=list)
+
+
+def text_headers(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
+    """ASGI-style raw headers (lower-case names) as a str dict."""
+    return {k.decode("latin-1"): v.decode("latin-1") for k, v in raw}
 
 
 def parse_priority(value: str | None) -> BatchPriority:

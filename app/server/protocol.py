@@ -26,7 +26,7 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from app.errors import DeadlineExceeded, MalformedRequest, PayloadTooLarge
 from app.server.middleware import CLIENT_CLOSED, PREDICT_PATH, declared_length, request_id_from
-from app.server.predict import PendingPredict, Reply, submit_predict
+from app.server.predict import PendingPredict, Reply, submit_predict, text_headers
 from app.server.waiting import arm_deadline
 
 if TYPE_CHECKING:
@@ -126,8 +126,7 @@ class PredictExchange:
             self._answer(service.predict_error(too_large, rid))
             return
         try:
-            headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in self._headers}
-            pending = submit_predict(service.state, bytes(self.body), headers)
+            pending = submit_predict(service.state, bytes(self.body), text_headers(self._headers))
         except Exception as exc:
             self._answer(service.predict_error(exc, rid))
             return

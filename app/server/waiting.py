@@ -68,8 +68,14 @@ def arm_deadline(
     """Fail `waiter` with `DeadlineExceeded` once `timeout_s` passes (None: never)."""
     if timeout_s is None:
         return None
-    expired = DeadlineExceeded(f"no answer within the request timeout of {timeout_s:g}s")
-    return waiter.get_loop().call_later(timeout_s, _fail, waiter, expired)
+    return waiter.get_loop().call_later(timeout_s, _expire, waiter, timeout_s)
+
+
+def _expire(waiter: asyncio.Future[Any], timeout_s: float) -> None:
+    if not waiter.done():  # the error is built only for the rare request that needs it
+        waiter.set_exception(
+            DeadlineExceeded(f"no answer within the request timeout of {timeout_s:g}s")
+        )
 
 
 def _fail(waiter: asyncio.Future[Any], error: Exception) -> None:
