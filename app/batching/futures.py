@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import logging
 import threading
 import weakref
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from concurrent.futures import InvalidStateError
 from typing import Any, Protocol
 
 _PENDING, _RUNNING, _CANCELLED, _FINISHED = range(4)
+logger = logging.getLogger(__name__)
 _LOCK = threading.Lock()  # sections are a few bytecodes long: one lock for all is cheaper
 
 
@@ -131,37 +133,76 @@ def notifier_for(loop: asyncio.AbstractEventLoop) -> LoopNotifier:
     return notifier
 
 
-class Gathering:
-    """Results of one submission of `size` items, resolved on the running loop: `waiter`
-    gets the list of results in order, or the first error."""
+Settled = Callable[[list[Any] | None, BaseException | None], None]
 
-    def __init__(self, size: int) -> None:
+
+class Gathering:
+    """Results of one submission of `size` items, resolved on the running loop.
+
+    By default `waiter` gets the list of results in order, or the first error. With
+    `on_settled`, no asyncio future is made: ``on_settled(results, None)`` or
+    ``on_settled(None, error)`` is called once, on the loop, and `waiter` is None.
+    """
+
+    __slots__ = ("_on_settled", "_post", "_remaining", "_results", "futures", "settled", "waiter")
+
+    def __init__(self, size: int, on_settled: Settled | None = None) -> None:
         loop = asyncio.get_running_loop()
-        self.waiter: asyncio.Future[list[Any]] = loop.create_future()
+        self.waiter: asyncio.Future[list[Any]] | None = (
+            None if on_settled is not None else loop.create_future()
+        )
+        self._on_settled = on_settled
+        self.settled = False
         self._results: list[Any] = [None] * size
         self._remaining = size
         self._post = notifier_for(loop).post
         on_done = self._on_done
         self.futures = [CallbackFuture(on_done, i) for i in range(size)]
-        if size == 0:
-            self.waiter.set_result([])
+        if size == 0:  # nothing to wait for; a callback still runs later, as for any other
+            if self.waiter is None:
+                loop.call_soon(self._settle, [], None)
+            else:
+                self._settle([], None)
 
     def _on_done(self, future: CallbackFuture) -> None:
         self._post(functools.partial(self._deliver, future))
 
     def _deliver(self, future: CallbackFuture) -> None:
-        if self.waiter.done():
+        waiter = self.waiter
+        if self.settled or (waiter is not None and waiter.done()):
             return
         result, error = future.outcome()
         if error is not None:
-            self.waiter.set_exception(error)
+            self._settle(None, error)
             return
         self._results[future.index] = result
         self._remaining -= 1
         if self._remaining == 0:
-            self.waiter.set_result(self._results)
+            self._settle(self._results, None)
+
+    def _settle(self, results: list[Any] | None, error: BaseException | None) -> None:
+        if self.settled:
+            return
+        self.settled = True
+        if self._on_settled is not None:
+            try:
+                self._on_settled(results, error)
+            except Exception:  # the other submissions of this wake-up must still be answered
+                logger.exception("a submission's completion callback failed")
+            return
+        waiter = self.waiter
+        assert waiter is not None
+        if waiter.done():
+            return
+        if error is not None:
+            waiter.set_exception(error)
+        else:
+            waiter.set_result(results if results is not None else [])
 
     def cancel(self) -> None:
-        """Cancel every item still queued (running ones finish; their results are dropped)."""
+        """Cancel every item still queued (running ones finish; their results are dropped).
+        With `on_settled`, the callback is not called afterwards."""
+        if self._on_settled is not None:
+            self.settled = True
         for future in self.futures:
             future.cancel()

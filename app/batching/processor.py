@@ -35,7 +35,7 @@ from app.batching.execution import (
     settle_error,
 )
 from app.batching.formation import collect_batch, group_entries
-from app.batching.futures import Gathering, ItemFuture
+from app.batching.futures import Gathering, ItemFuture, Settled
 from app.batching.health import EngineSnapshot, HealthChecker, HealthReport, HealthState
 from app.batching.observer import (
     REJECT_CANCELLED,
@@ -244,13 +244,15 @@ class BatchProcessor(Generic[T, U]):
         *,
         priority: BatchPriority = BatchPriority.NORMAL,
         item_timeout: float | None = None,
+        on_settled: Settled | None = None,
     ) -> Gathering:
         """Queue several items atomically from a running event loop, never blocking it (a
         full queue raises `QueueFull` at once). The returned `Gathering`'s `waiter` resolves
-        on the loop with every result in order, or the first error; `cancel()` drops the
-        items still queued. Completions wake the loop once per batch, not once per item, and
-        the worker is woken once per loop iteration, not once per submission."""
-        gathering = Gathering(len(items))
+        on the loop with every result in order, or the first error; with `on_settled` that
+        callback is called on the loop instead (see `Gathering`). `cancel()` drops the items
+        still queued. Completions wake the loop once per batch, not once per item, and the
+        worker is woken once per loop iteration, not once per submission."""
+        gathering = Gathering(len(items), on_settled)
         self._enqueue(items, gathering.futures, 0, priority, item_timeout, wake=False)
         if not self._wake_pending:
             self._wake_pending = True
@@ -335,6 +337,7 @@ class BatchProcessor(Generic[T, U]):
         """Submit several items atomically and await all results, in order. If one fails,
         the others still queued are cancelled and the first error is raised."""
         gathering = self.enqueue_async(items, priority=priority, item_timeout=item_timeout)
+        assert gathering.waiter is not None
         try:
             return await gathering.waiter
         except BaseException:

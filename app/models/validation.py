@@ -150,6 +150,8 @@ def _as_array(label: str, value: object) -> Array:
 
 def shape_matches(declared: tuple[int, ...], actual: tuple[int, ...]) -> bool:
     """Same rank, and every declared size is -1 (any) or equal."""
+    if declared == actual:
+        return True
     if len(declared) != len(actual):
         return False
     return all(want in (-1, got) for want, got in zip(declared, actual, strict=True))

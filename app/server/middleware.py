@@ -43,6 +43,13 @@ def request_id_from(scope: Scope) -> str:
             text: str = value.decode("latin-1")
             if _REQUEST_ID.match(text):
                 return text
+    return request_id_for(None)
+
+
+def request_id_for(client_id: str | None) -> str:
+    """`client_id` (an X-Request-ID value) when it is sane, otherwise a fresh id."""
+    if client_id is not None and _REQUEST_ID.match(client_id):
+        return client_id
     return f"{_ID_PREFIX}{next(_ID_COUNTER):010x}"
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from app.batching import BatchPriority
-from app.batching.futures import Gathering
+from app.batching.futures import Gathering, Settled
 from app.errors import InvalidInput, MalformedRequest
 from app.models import LoadedModel
 from app.models.validation import shape_matches
@@ -136,11 +136,17 @@ class PendingPredict:
         return Reply(200, payload, out_type)
 
 
-def submit_predict(state: ServiceState, body: bytes, headers: Mapping[str, str]) -> PendingPredict:
+def submit_predict(
+    state: ServiceState,
+    body: bytes,
+    headers: Mapping[str, str],
+    on_settled: Settled | None = None,
+) -> PendingPredict:
     """Decode and validate a `/predict` body, then queue its rows as one atomic group.
 
     Runs on the event loop and never blocks; raises `app.errors` types for every failure,
-    before anything is queued.
+    before anything is queued. The results come by the gathering's `waiter`, or by
+    `on_settled` when given (see `Gathering`).
     """
     model, processor = state.serving()
     content_type = headers.get("content-type")
@@ -155,7 +161,9 @@ def submit_predict(state: ServiceState, body: bytes, headers: Mapping[str, str])
     if not decoded.rows:
         raise InvalidInput("'instances' must be a non-empty list")
     rows = validate_rows(model, decoded)
-    gathering = processor.enqueue_async(rows, priority=priority, item_timeout=timeout)
+    gathering = processor.enqueue_async(
+        rows, priority=priority, item_timeout=timeout, on_settled=on_settled
+    )
     return PendingPredict(gathering, timeout, fmt_out, decoded.style)
 
 

@@ -24,10 +24,9 @@ from typing import TYPE_CHECKING, Any
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
-from app.errors import DeadlineExceeded, MalformedRequest, PayloadTooLarge
-from app.server.middleware import CLIENT_CLOSED, PREDICT_PATH, declared_length, request_id_from
+from app.errors import DeadlineExceeded, PayloadTooLarge
+from app.server.middleware import CLIENT_CLOSED, PREDICT_PATH, request_id_for
 from app.server.predict import PendingPredict, Reply, submit_predict, text_headers
-from app.server.waiting import arm_deadline
 
 if TYPE_CHECKING:
     from app.server.middleware import ServiceMiddleware
@@ -43,7 +42,7 @@ class PredictExchange:
     complete, sets `disconnected` when the connection drops, and calls `message_event.set()`
     after each of these; it reads `response_complete` and writes `keep_alive` on shutdown.
     No task runs per request: the rows are queued from the parser's callback and the answer
-    is written from the callback of their results.
+    is written from the engine's completion callback, or from the deadline's timer.
     """
 
     __slots__ = (
@@ -66,7 +65,7 @@ class PredictExchange:
     )
 
     def __init__(
-        self, protocol: PredictProtocol, headers: list[tuple[bytes, bytes]], keep_alive: bool
+        self, protocol: PredictProtocol, headers: dict[str, str], keep_alive: bool
     ) -> None:
         self._protocol = protocol
         self._headers = headers
@@ -90,7 +89,8 @@ class PredictExchange:
         if self.disconnected:
             if self._pending is not None:
                 self._pending.gathering.cancel()  # rows still queued never reach the model
-                self._pending.gathering.waiter.cancel()
+                self._cancel_timer()
+                self._finish(CLIENT_CLOSED)
             elif self._begun and not self._submitted:
                 self._finish(CLIENT_CLOSED)  # left before its body was complete
             return
@@ -104,7 +104,7 @@ class PredictExchange:
         """Called when the requests before this one on the connection have been answered."""
         self._begun = True
         self._started_at = time.perf_counter()
-        self._rid = request_id_from({"headers": self._headers})
+        self._rid = request_id_for(self._headers.get("x-request-id"))
         self._protocol.service.state.metrics.inflight += 1
         self._protocol.exchanges.add(self)
         self._maybe_start()
@@ -120,39 +120,50 @@ class PredictExchange:
 
     def _start(self) -> None:
         service = self._protocol.service
-        rid = self._rid
         if self._overflow:
             too_large = PayloadTooLarge(f"request body exceeds max_body_bytes={service.limit}")
-            self._answer(service.predict_error(too_large, rid))
+            self._answer(service.predict_error(too_large, self._rid))
             return
         try:
-            pending = submit_predict(service.state, bytes(self.body), text_headers(self._headers))
+            pending = submit_predict(
+                service.state, bytes(self.body), self._headers, on_settled=self._on_results
+            )
         except Exception as exc:
-            self._answer(service.predict_error(exc, rid))
+            self._answer(service.predict_error(exc, self._rid))
             return
         finally:
             self.body = bytearray()
         self._pending = pending
-        waiter = pending.gathering.waiter
-        self._timer = arm_deadline(waiter, pending.timeout)
-        waiter.add_done_callback(self._on_results)
+        if pending.timeout is not None:
+            self._timer = self._protocol.loop.call_later(pending.timeout, self._on_deadline)
 
-    def _on_results(self, waiter: asyncio.Future[list[Any]]) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
+    def _on_deadline(self) -> None:
+        self._timer = None
         pending = self._pending
         assert pending is not None
-        if waiter.cancelled():
-            self._finish(CLIENT_CLOSED)
+        if pending.gathering.settled:
             return
+        pending.gathering.cancel()  # a running batch is not interrupted; its result is dropped
+        error = DeadlineExceeded(f"no answer within the request timeout of {pending.timeout:g}s")
+        self._answer(self._protocol.service.predict_error(error, self._rid))
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _on_results(self, results: list[Any] | None, error: BaseException | None) -> None:
+        self._cancel_timer()
+        if self._finished:
+            return
+        pending = self._pending
+        assert pending is not None
         service = self._protocol.service
-        error = waiter.exception()
         try:
             if error is None:
-                reply = pending.reply(waiter.result())
+                assert results is not None
+                reply = pending.reply(results)
             elif isinstance(error, Exception):
-                if isinstance(error, DeadlineExceeded):
-                    pending.gathering.cancel()
                 reply = service.predict_error(error, self._rid)
             else:
                 raise error
@@ -249,12 +260,11 @@ class PredictProtocol(HttpToolsProtocol):
             return
         parser = self.parser
         keep_alive = parser.get_http_version() != "1.0" and parser.should_keep_alive()
-        exchange = PredictExchange(self, self.headers, keep_alive)
-        try:
-            length = declared_length({"headers": self.headers})
-        except MalformedRequest:
-            length = None  # httptools refuses a malformed Content-Length before this point
-        if length is not None and length > self.service.limit:
+        headers = text_headers(self.headers)
+        exchange = PredictExchange(self, headers, keep_alive)
+        length = headers.get("content-length")
+        # httptools refuses a malformed Content-Length before this point
+        if length is not None and length.isdigit() and int(length) > self.service.limit:
             exchange.refuse_oversize()
         previous = self.cycle
         self.cycle = exchange  # type: ignore[assignment]

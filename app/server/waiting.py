@@ -39,6 +39,7 @@ async def await_results(
     """
     loop = asyncio.get_running_loop()
     waiter = gathering.waiter
+    assert waiter is not None, "submitted without on_settled"
     watchers: list[asyncio.Task[None]] = []
 
     def watch() -> None:

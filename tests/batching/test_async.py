@@ -56,6 +56,44 @@ async def test_submissions_of_one_loop_iteration_wake_the_worker_once(
     np.testing.assert_array_equal(await asyncio.wait_for(processor.submit(row(3)), 5), row(6))
 
 
+async def test_a_submission_with_a_callback_is_answered_once_through_it(
+    make_processor: ProcessorFactory, model: RecordingModel
+) -> None:
+    processor = make_processor(model)
+    loop = asyncio.get_running_loop()
+    settled: asyncio.Future[tuple[object, object]] = loop.create_future()
+    calls = 0
+
+    def on_settled(results: object, error: object) -> None:
+        nonlocal calls
+        calls += 1
+        settled.set_result((results, error))
+
+    gathering = processor.enqueue_async([row(1), row(2)], on_settled=on_settled)
+    assert gathering.waiter is None
+    results, error = await asyncio.wait_for(settled, 5)
+    assert error is None
+    assert [int(r[0]) for r in results] == [2, 4]  # type: ignore[attr-defined]
+    await processor.submit(row(0))  # one more round trip through the loop's notifier
+    assert calls == 1
+
+
+async def test_a_cancelled_callback_submission_is_never_answered(
+    make_processor: ProcessorFactory, gated: GatedModel
+) -> None:
+    processor = make_processor(gated)
+    calls: list[object] = []
+    first = processor.enqueue_async([row(1)])  # holds the model
+    await asyncio.wait_for(asyncio.to_thread(gated.wait_calls, 1), timeout=5)
+    gathering = processor.enqueue_async([row(2)], on_settled=lambda r, e: calls.append(r))
+    gathering.cancel()
+    gated.open()
+    assert first.waiter is not None
+    await asyncio.wait_for(first.waiter, 5)
+    await processor.submit(row(3))
+    assert calls == []
+
+
 async def test_awaiting_a_busy_model_does_not_block_the_event_loop(
     make_processor: ProcessorFactory, gated: GatedModel
 ) -> None:
