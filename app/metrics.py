@@ -33,6 +33,7 @@ from app.batching.observer import (
     REJECT_TOO_LARGE,
     MetricsCollector,
 )
+from app.histograms import BatchHistogram
 
 NAMESPACE = "batchserve"
 
@@ -170,12 +171,12 @@ class Metrics(MetricsCollector):
     def _declare_engine(self) -> None:
         reg = self._registry
         # Unlabelled histograms keep only their bound observe: the hot path needs nothing else.
-        self._observe_queue_wait = _histogram(
-            reg,
-            "queue_wait_seconds",
+        self._observe_queue_waits = BatchHistogram(
+            f"{NAMESPACE}_queue_wait_seconds",
             "Time an item waited in the queue before its batch started; one per item.",
             DURATION_BUCKETS,
-        ).observe
+            reg,
+        ).observe_many
         self._observe_execution = _histogram(
             reg,
             "batch_execution_seconds",
@@ -275,9 +276,7 @@ class Metrics(MetricsCollector):
         self._observe_batch_size(batch_size)
         if target_size > 0:
             self._observe_fill_ratio(batch_size / target_size)
-        observe_wait = self._observe_queue_wait
-        for wait_s in queue_waits_s:
-            observe_wait(wait_s)
+        self._observe_queue_waits(queue_waits_s)
 
     def on_rejected(self, reason: str, count: int = 1) -> None:
         """Count ``count`` items refused or dropped for ``reason``."""
@@ -301,8 +300,11 @@ class Metrics(MetricsCollector):
 
     def on_queue_depth(self, depths: dict[str, int]) -> None:
         """Set the queue depth of every priority named in ``depths``."""
+        children = self._priority_children
         for priority, depth in depths.items():
-            self._queue_depth.labels(priority=priority.lower()).set(depth)
+            known = children.get(priority)
+            gauge = known[1] if known is not None else self._queue_depth.labels(priority.lower())
+            gauge.set(depth)
 
     # -- helpers for the HTTP layer ----------------------------------------------------------
 

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from app.batching.config import PrioritizedItem
-from app.batching.futures import ItemFuture
+from app.batching.futures import ItemFuture, settle_later
 from app.batching.observer import notify
 from app.errors import ModelError, OutputMismatch
 
@@ -162,8 +162,9 @@ class GroupRunner:
                 if attempt < retries and self._pause_before_retry():
                     continue
                 return self._isolate_or_fail(entries, exc)
-            for entry, row in zip(entries, rows, strict=True):
-                settle_result(entry.future, row)
+            if not settle_later([e.future for e in entries], rows):
+                for entry, row in zip(entries, rows, strict=True):
+                    settle_result(entry.future, row)
             return 0
         return 0  # pragma: no cover - the loop always returns
 

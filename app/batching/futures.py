@@ -16,7 +16,7 @@ import functools
 import logging
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import InvalidStateError
 from typing import Any, Protocol
 
@@ -45,14 +45,24 @@ class CallbackFuture:
     """An `ItemFuture` that calls `on_done(self)` once, in the settling thread, when it
     finishes (not when it is cancelled: the canceller knows). `index` is its caller's tag."""
 
-    __slots__ = ("_exception", "_on_done", "_result", "_state", "index")
+    __slots__ = ("_exception", "_on_done", "_result", "_state", "deliver", "index", "notifier")
 
-    def __init__(self, on_done: Callable[[CallbackFuture], None], index: int = 0) -> None:
+    def __init__(
+        self,
+        on_done: Callable[[CallbackFuture], None],
+        index: int = 0,
+        notifier: LoopNotifier | None = None,
+        deliver: Callable[[CallbackFuture], None] | None = None,
+    ) -> None:
         self._state = _PENDING
         self._result: Any = None
         self._exception: BaseException | None = None
         self._on_done = on_done
         self.index = index
+        # With both set, `settle_later` may settle it on the notifier's loop, where `deliver`
+        # stands in for `on_done`.
+        self.notifier = notifier
+        self.deliver = deliver
 
     def set_running_or_notify_cancel(self) -> bool:
         with _LOCK:
@@ -92,6 +102,42 @@ class CallbackFuture:
     def outcome(self) -> tuple[Any, BaseException | None]:
         """(result, exception) of a finished future."""
         return self._result, self._exception
+
+    def _settle_on_loop(self, result: Any) -> None:
+        with _LOCK:
+            if self._state in (_CANCELLED, _FINISHED):
+                return  # settled meanwhile (an engine failure path): that outcome stands
+            self._state = _FINISHED
+            self._result = result
+        assert self.deliver is not None
+        self.deliver(self)
+
+
+def settle_later(futures: Sequence[Any], results: Sequence[Any]) -> bool:
+    """Settle `futures` with `results` on their event loop, in one hand-off, when all are
+    `CallbackFuture`s reporting to one loop; False, and nothing done, otherwise.
+
+    The worker thread settles a batch's futures between two model calls, so that time is
+    the model's idle time. Handed to the loop, which delivers each result there anyway, the
+    worker goes straight on to its next batch while the loop settles this one.
+    """
+    notifier: LoopNotifier | None = None
+    for future in futures:
+        if type(future) is not CallbackFuture or future.deliver is None:
+            return False
+        if future.notifier is not notifier:
+            if notifier is not None:
+                return False
+            notifier = future.notifier
+    if notifier is None:
+        return False
+    notifier.post(functools.partial(_settle_all, futures, results))
+    return True
+
+
+def _settle_all(futures: Sequence[CallbackFuture], results: Sequence[Any]) -> None:
+    for future, result in zip(futures, results, strict=True):
+        future._settle_on_loop(result)
 
 
 class LoopNotifier:
@@ -155,9 +201,10 @@ class Gathering:
         self.settled = False
         self._results: list[Any] = [None] * size
         self._remaining = size
-        self._post = notifier_for(loop).post
-        on_done = self._on_done
-        self.futures = [CallbackFuture(on_done, i) for i in range(size)]
+        notifier = notifier_for(loop)
+        self._post = notifier.post
+        on_done, deliver = self._on_done, self._deliver
+        self.futures = [CallbackFuture(on_done, i, notifier, deliver) for i in range(size)]
         if size == 0:  # nothing to wait for; a callback still runs later, as for any other
             if self.waiter is None:
                 loop.call_soon(self._settle, [], None)
