@@ -1,6 +1,6 @@
 """The model's in-process ceiling: items/s when its batch function is called directly.
 
-``python -m bench.model_ceiling --workload NAME`` prints one JSON object
+``python -m bench.model_ceiling --workload NAME [--sizes 1,8,32,64]`` prints one JSON object
 ``{"1": items_per_s, "8": ..., "64": ...}``. No HTTP, no engine: no server can serve the
 model faster at that batch size on the same core.
 """
@@ -15,6 +15,12 @@ from collections.abc import Sequence
 from bench.workloads import get_workload, limit_blas_threads
 
 BATCH_SIZES = (1, 8, 64)
+
+
+def pipeline_sizes(levels: Sequence[int]) -> list[int]:
+    """`BATCH_SIZES` plus half of each closed-loop concurrency: while one batch runs the next
+    one forms, so ``c`` clients split into two alternating batches of about ``c / 2``."""
+    return sorted({*BATCH_SIZES, *(max(1, c // 2) for c in levels)})
 
 
 def items_per_second(workload: str, sizes: Sequence[int], seconds: float) -> dict[int, float]:
@@ -40,8 +46,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--workload", required=True)
     parser.add_argument("--seconds", type=float, default=0.5, help="per batch size")
+    parser.add_argument("--sizes", default=",".join(map(str, BATCH_SIZES)), help="batch sizes")
     args = parser.parse_args(argv)
-    rates = items_per_second(args.workload, BATCH_SIZES, args.seconds)
+    sizes = [int(size) for size in args.sizes.split(",")]
+    rates = items_per_second(args.workload, sizes, args.seconds)
     print(json.dumps({str(k): v for k, v in rates.items()}))
 
 

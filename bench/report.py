@@ -87,6 +87,32 @@ def goals(rows: Sequence[Row]) -> list[Goal]:
     ]  # fmt: skip
 
 
+def pipeline_bounds(rows: Sequence[Row], workload: str, rates: dict[str, float]) -> list[str]:
+    """What the model alone allows a pipelined batcher at each level, next to batchserve.
+
+    While one batch runs the next one forms, so ``c`` closed-loop clients split into two
+    alternating batches of about ``c / 2``: the model's own items/s at ``B = c / 2`` bounds
+    any server that keeps the model busy (it would need one batch of all ``c`` and no idle
+    time between batches to do better). Shown as a fraction of the HTTP ceiling.
+    """
+    cells = []
+    for mine in sorted(
+        (r for r in rows if r.workload == workload and r.contender == BATCHSERVE),
+        key=lambda r: r.concurrency,
+    ):
+        bound = rates.get(str(max(1, mine.concurrency // 2)))
+        http = find(rows, workload, CEILING, mine.concurrency)
+        if bound is None or mine.concurrency < 2 or http is None or http.rps <= 0:
+            continue
+        cells.append(
+            f"c={mine.concurrency}: {bound:,.0f} = {bound / http.rps:.2f} x ceiling"
+            f" (batchserve at {mine.rps / bound:.2f} of it)"
+        )
+    if not cells:
+        return []
+    return [f"Pipeline bound (model alone at B = c/2, items/s): {'; '.join(cells)}", ""]
+
+
 def _num(value: float | None, digits: int = 1, suffix: str = "") -> str:
     return "-" if value is None else f"{value:,.{digits}f}{suffix}"
 
@@ -127,6 +153,7 @@ def markdown(
         if rates:
             cells = ", ".join(f"B={size}: {rate:,.0f}" for size, rate in rates.items())
             out += [f"Model called in-process (items/s, one core): {cells}", ""]
+        out += pipeline_bounds(rows, workload, rates)
         out += table(rows, workload)
     out += ["", "## Goals", ""]
     for goal in goals(rows):

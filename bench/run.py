@@ -28,6 +28,7 @@ from typing import Any
 
 from bench import plots, report
 from bench.loadgen import pick_loadgen, run_load
+from bench.model_ceiling import pipeline_sizes
 from bench.report import Row
 from bench.servers import CONTENDERS, ROOT, Sampler, Server, running
 from bench.workloads import BLAS_ENV, WORKLOADS, Workload
@@ -116,12 +117,16 @@ def machine_note(tool: str, pinned: bool, args: argparse.Namespace) -> dict[str,
     }
 
 
-def measure_model(workload: Workload, pin: list[str], seconds: float) -> dict[str, float]:
-    """The model's in-process items/s at batch 1, 8 and 64, on the server's core."""
+def measure_model(
+    workload: Workload, pin: list[str], seconds: float, levels: Sequence[int]
+) -> dict[str, float]:
+    """The model's in-process items/s at batch 1, 8, 64 and half of each concurrency level,
+    on the server's core."""
     env = {**os.environ, **BLAS_ENV, "PYTHONPATH": str(ROOT)}
     command = [*pin, sys.executable, "-m", "bench.model_ceiling", "--workload", workload.name]
+    sizes = ",".join(map(str, pipeline_sizes(levels)))
     done = subprocess.run(
-        [*command, "--seconds", str(seconds)], env=env, cwd=ROOT,
+        [*command, "--seconds", str(seconds), "--sizes", sizes], env=env, cwd=ROOT,
         capture_output=True, text=True, check=True, timeout=120,
     )  # fmt: skip
     rates: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
@@ -198,7 +203,7 @@ def run(args: argparse.Namespace) -> int:
         for workload in workloads:
             progress.describe(f"{workload.name}: model in-process")
             ceilings[workload.name] = measure_model(
-                workload, server_pin, 0.1 if args.quick else 0.5
+                workload, server_pin, 0.1 if args.quick else 0.5, levels
             )
             body_file = Path(tmp) / f"{workload.name}.json"
             body_file.write_bytes(workload.body())
