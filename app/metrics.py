@@ -9,7 +9,8 @@ quantiles can be aggregated across replicas.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from importlib.metadata import PackageNotFoundError, version
 
@@ -21,9 +22,11 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client.core import Metric
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.registry import Collector
 
 from app.batching.observer import (
     REJECT_CANCELLED,
@@ -103,6 +106,23 @@ def _package_version() -> str:
         return "unknown"
 
 
+PENDING_BATCHES = 256
+
+
+class _BeforeCollect(Collector):
+    """Runs a callback whenever its registry is collected, exporting nothing itself."""
+
+    def __init__(self, callback: Callable[[], None]) -> None:
+        self._callback = callback
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        self._callback()
+        return iter(())
+
+
 class Metrics(MetricsCollector):
     """batchserve's Prometheus series, all registered on one `CollectorRegistry`.
 
@@ -125,6 +145,9 @@ class Metrics(MetricsCollector):
         process_metrics: bool = True,
     ) -> None:
         self._registry = registry if registry is not None else CollectorRegistry()
+        # Registered first, so every collection applies the pending batches before it reads.
+        self._batches_pending: deque[tuple[int, int, float, Sequence[float]]] = deque()
+        self._registry.register(_BeforeCollect(self._apply_batches))
         self._declare_http()
         self._declare_engine()
         self._declare_queue()
@@ -269,14 +292,31 @@ class Metrics(MetricsCollector):
         processing_time_s: float,
         queue_waits_s: Sequence[float],
     ) -> None:
-        """Record one model call: its size, fill ratio, execution time and each item's wait."""
-        self._batches.inc()
-        self._items.inc(batch_size)
-        self._observe_execution(processing_time_s)
-        self._observe_batch_size(batch_size)
-        if target_size > 0:
-            self._observe_fill_ratio(batch_size / target_size)
-        self._observe_queue_waits(queue_waits_s)
+        """Record one model call: its size, fill ratio, execution time and each item's wait.
+
+        The engine calls this between two model calls, so it only queues the figures: they
+        are applied when the registry is next collected (every scrape), or once
+        `PENDING_BATCHES` have piled up.
+        """
+        pending = self._batches_pending
+        pending.append((batch_size, target_size, processing_time_s, queue_waits_s))
+        if len(pending) >= PENDING_BATCHES:
+            self._apply_batches()
+
+    def _apply_batches(self) -> None:
+        pending = self._batches_pending
+        while pending:
+            try:
+                batch_size, target_size, processing_time_s, queue_waits_s = pending.popleft()
+            except IndexError:  # another thread applied the last one
+                return
+            self._batches.inc()
+            self._items.inc(batch_size)
+            self._observe_execution(processing_time_s)
+            self._observe_batch_size(batch_size)
+            if target_size > 0:
+                self._observe_fill_ratio(batch_size / target_size)
+            self._observe_queue_waits(queue_waits_s)
 
     def on_rejected(self, reason: str, count: int = 1) -> None:
         """Count ``count`` items refused or dropped for ``reason``."""

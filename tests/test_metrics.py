@@ -14,6 +14,7 @@ from app.batching.observer import MetricsCollector, notify
 from app.metrics import (
     BATCH_SIZE_BUCKETS,
     OUTCOMES,
+    PENDING_BATCHES,
     PRIORITIES,
     REJECT_REASONS,
     Metrics,
@@ -209,6 +210,19 @@ def test_on_batch_records_size_fill_ratio_execution_time_and_every_wait(
     assert value(registry, "batchserve_queue_wait_seconds_sum") == pytest.approx(0.321)
     assert value(registry, "batchserve_queue_wait_seconds_bucket", le="0.001") == 1
     assert value(registry, "batchserve_queue_wait_seconds_bucket", le="0.025") == 2
+
+
+def test_batches_reported_between_scrapes_all_reach_the_next_scrape(
+    registry: CollectorRegistry, metrics: Metrics
+) -> None:
+    reported = PENDING_BATCHES + 44  # past the point where they are applied without a scrape
+    for _ in range(reported):
+        metrics.on_batch(2, 4, 0.01, [0.001, 0.002])
+
+    assert value(registry, "batchserve_batches_total") == reported
+    assert value(registry, "batchserve_queue_wait_seconds_count") == 2 * reported
+    metrics.on_batch(1, 4, 0.01, [0.5])
+    assert value(registry, "batchserve_items_processed_total") == 2 * reported + 1
 
 
 def test_on_batch_with_no_target_skips_the_fill_ratio(
