@@ -231,9 +231,14 @@ class Gathering:
         if self.settled:
             return
         self.settled = True
-        if self._on_settled is not None:
+        if error is None:
+            # Every item is done: nothing is left to cancel. The futures point back at this
+            # object; dropping them here lets reference counting free both, not the GC.
+            self.futures = []
+        on_settled, self._on_settled = self._on_settled, None
+        if on_settled is not None:
             try:
-                self._on_settled(results, error)
+                on_settled(results, error)
             except Exception:  # the other submissions of this wake-up must still be answered
                 logger.exception("a submission's completion callback failed")
             return
@@ -251,5 +256,6 @@ class Gathering:
         With `on_settled`, the callback is not called afterwards."""
         if self._on_settled is not None:
             self.settled = True
+            self._on_settled = None
         for future in self.futures:
             future.cancel()

@@ -35,6 +35,16 @@ logger = logging.getLogger(__name__)
 _PATH = PREDICT_PATH.encode("ascii")
 
 
+class _Settled:
+    """The event of a finished exchange: later signals from uvicorn need no action."""
+
+    def set(self) -> None:
+        pass
+
+
+_SETTLED = _Settled()
+
+
 class PredictExchange:
     """One `POST /predict` on a connection, in the role of uvicorn's request cycle.
 
@@ -82,7 +92,7 @@ class PredictExchange:
         self.disconnected = False
         self.keep_alive = keep_alive
         self.response_complete = False
-        self.message_event = self
+        self.message_event: PredictExchange | _Settled = self
 
     def set(self) -> None:
         """uvicorn's signal that the body grew, ended, or the connection dropped."""
@@ -207,6 +217,12 @@ class PredictExchange:
         if self._finished:  # uvicorn may report a lost connection to an exchange twice
             return
         self._finished = True
+        # Break the exchange's reference cycles (itself as its event, its timer's callback)
+        # so that reference counting frees it: cyclic garbage per request makes the GC run
+        # often, and each pass holds the GIL for milliseconds.
+        self.message_event = _SETTLED
+        self._pending = None
+        self._cancel_timer()
         self._protocol.exchanges.discard(self)
         service = self._protocol.service
         service.state.metrics.inflight -= 1
