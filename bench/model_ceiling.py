@@ -18,9 +18,10 @@ BATCH_SIZES = (1, 8, 64)
 
 
 def pipeline_sizes(levels: Sequence[int]) -> list[int]:
-    """`BATCH_SIZES` plus half of each closed-loop concurrency: while one batch runs the next
-    one forms, so ``c`` clients split into two alternating batches of about ``c / 2``."""
-    return sorted({*BATCH_SIZES, *(max(1, c // 2) for c in levels)})
+    """`BATCH_SIZES` plus each closed-loop concurrency and half of it: the largest batch
+    ``c`` clients can form, and the two alternating batches of about ``c / 2`` they form
+    when the next batch gathers while the model runs the current one."""
+    return sorted({*BATCH_SIZES, *levels, *(max(1, c // 2) for c in levels)})
 
 
 def items_per_second(workload: str, sizes: Sequence[int], seconds: float) -> dict[int, float]:

@@ -222,7 +222,8 @@ def run(args: argparse.Namespace) -> int:
     progress.close()
     meta["load average at end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
     described = {c.name: c.description for c in contenders}
-    text = report.markdown(rows, ceilings, meta, described)
+    off_core = {w.name for w in workloads if not w.on_core}
+    text = report.markdown(rows, ceilings, meta, described, off_core)
     (out / "results.md").write_text(text)
     report.write_json(out / "results.json", rows, ceilings, meta, described)
     images = plots.plot(rows, out) if rows else []

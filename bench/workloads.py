@@ -120,6 +120,7 @@ class Workload:
     width: int
     low: float
     high: float
+    on_core: bool = True  # False: the model waits on something else (an accelerator stand-in)
 
     def instance(self) -> list[float]:
         """The fixed instance every request carries (same seed, same numbers, every run)."""
@@ -143,7 +144,9 @@ class Workload:
 
 
 WORKLOADS: dict[str, Workload] = {
-    "sleep": Workload("sleep", "bench.workloads:sleep_model", sleep_model, WIDTH, -1.0, 1.0),
+    "sleep": Workload(
+        "sleep", "bench.workloads:sleep_model", sleep_model, WIDTH, -1.0, 1.0, on_core=False
+    ),
     "mlp": Workload("mlp", "bench.workloads:mlp_model", mlp_model, WIDTH, -1.0, 1.0),
     "digits": Workload("digits", "", digits_model, 64, 0.0, 16.0),
 }

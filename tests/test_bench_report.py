@@ -10,20 +10,32 @@ def row(contender: str, concurrency: int, rps: float) -> Row:
     return Row("sleep", contender, concurrency, rps, 1.0, 1.0, 1.0, 0, 0, None, 100.0, 50.0)
 
 
-def test_the_model_is_measured_at_half_of_every_concurrency_level() -> None:
-    assert pipeline_sizes([1, 8, 64, 256]) == [1, 4, 8, 32, 64, 128]
+def test_the_model_is_measured_at_every_concurrency_level_and_half_of_it() -> None:
+    assert pipeline_sizes([1, 8, 64, 256]) == [1, 4, 8, 32, 64, 128, 256]
 
 
-def test_the_bound_at_c_is_the_models_rate_at_half_of_c() -> None:
+def test_an_off_core_models_bound_at_c_is_its_rate_at_half_of_c() -> None:
     rows = [row("batchserve", 64, 9_000.0), row("ceiling", 64, 20_000.0), row("ceiling", 1, 1.0)]
     rates = {"1": 400.0, "32": 10_000.0, "64": 18_000.0}
 
-    (line, _) = pipeline_bounds(rows, "sleep", rates)
+    (line, _) = pipeline_bounds(rows, "sleep", rates, on_core=False)
 
     assert "c=64: 10,000 = 0.50 x ceiling (batchserve at 0.90 of it)" in line
 
 
+def test_an_on_core_model_forms_one_batch_and_shares_the_core_with_http() -> None:
+    rows = [row("batchserve", 64, 5_000.0), row("ceiling", 64, 20_000.0)]
+
+    rates = {"1": 20_000.0, "32": 1.0, "64": 5.0, "128": 90_000.0}
+
+    (line, _) = pipeline_bounds(rows, "sleep", rates, on_core=True)
+
+    # The best rate at a batch it could form (B=1 here), sharing the core with HTTP.
+    assert "c=64: 10,000 = 0.50 x ceiling (batchserve at 0.50 of it)" in line
+
+
 def test_no_bound_is_shown_without_the_measurements_it_needs() -> None:
-    assert pipeline_bounds([row("batchserve", 64, 9_000.0)], "sleep", {"32": 1.0}) == []
+    lone = [row("batchserve", 64, 9_000.0)]
+    assert pipeline_bounds(lone, "sleep", {"32": 1.0}, on_core=False) == []
     rows = [row("batchserve", 1, 400.0), row("ceiling", 1, 9_000.0)]
-    assert pipeline_bounds(rows, "sleep", {"1": 450.0}) == []
+    assert pipeline_bounds(rows, "sleep", {"1": 450.0}, on_core=False) == []
