@@ -43,4 +43,11 @@ def test_container_serves_and_drains_on_sigterm() -> None:
         timeout=880,
         check=False,
     )
-    assert result.returncode == 0, result.stdout + result.stderr[-8000:]
+    assert result.returncode == 0, _report(result.stdout + result.stderr)
+
+
+def _report(output: str) -> str:
+    """The script's own lines (steps, the drain summary, problems) before the container's
+    JSON log, which can run to thousands of lines."""
+    own = [line for line in output.splitlines() if not line.startswith('{"time"')]
+    return "\n".join(own)[-12000:] + "\n--- end of output ---\n" + output[-3000:]
