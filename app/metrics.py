@@ -294,9 +294,10 @@ class Metrics(MetricsCollector):
     ) -> None:
         """Record one model call: its size, fill ratio, execution time and each item's wait.
 
-        The engine calls this between two model calls, so it only queues the figures: they
-        are applied when the registry is next collected (every scrape), or once
-        `PENDING_BATCHES` have piled up.
+        The engine calls this between two model calls, so it only queues the figures. They
+        are applied one per answered HTTP request (`observe_request`), all at once when the
+        registry is collected (every scrape), and all at once in this call should
+        `PENDING_BATCHES` pile up (an engine without HTTP traffic and without scrapes).
         """
         pending = self._batches_pending
         pending.append((batch_size, target_size, processing_time_s, queue_waits_s))
@@ -304,19 +305,25 @@ class Metrics(MetricsCollector):
             self._apply_batches()
 
     def _apply_batches(self) -> None:
-        pending = self._batches_pending
-        while pending:
-            try:
-                batch_size, target_size, processing_time_s, queue_waits_s = pending.popleft()
-            except IndexError:  # another thread applied the last one
-                return
-            self._batches.inc()
-            self._items.inc(batch_size)
-            self._observe_execution(processing_time_s)
-            self._observe_batch_size(batch_size)
-            if target_size > 0:
-                self._observe_fill_ratio(batch_size / target_size)
-            self._observe_queue_waits(queue_waits_s)
+        while self._apply_one_batch():
+            pass
+
+    def _apply_one_batch(self) -> bool:
+        """Apply the oldest queued batch; False when none was left."""
+        try:
+            batch_size, target_size, processing_time_s, queue_waits_s = (
+                self._batches_pending.popleft()
+            )
+        except IndexError:  # none, or another thread applied the last one
+            return False
+        self._batches.inc()
+        self._items.inc(batch_size)
+        self._observe_execution(processing_time_s)
+        self._observe_batch_size(batch_size)
+        if target_size > 0:
+            self._observe_fill_ratio(batch_size / target_size)
+        self._observe_queue_waits(queue_waits_s)
+        return True
 
     def on_rejected(self, reason: str, count: int = 1) -> None:
         """Count ``count`` items refused or dropped for ``reason``."""
@@ -367,6 +374,8 @@ class Metrics(MetricsCollector):
             self._request_children[key] = children
         children[0].inc()
         children[1].observe(duration_s)
+        if self._batches_pending:  # the HTTP side has time to spare; the engine's worker not
+            self._apply_one_batch()
 
     def track_inflight(self) -> AbstractContextManager[None]:
         """A context manager that counts the request as in flight while it is entered."""

@@ -225,6 +225,16 @@ def test_batches_reported_between_scrapes_all_reach_the_next_scrape(
     assert value(registry, "batchserve_items_processed_total") == 2 * reported + 1
 
 
+def test_each_answered_request_applies_one_queued_batch(
+    registry: CollectorRegistry, metrics: Metrics
+) -> None:
+    metrics.on_batch(2, 4, 0.01, [0.001, 0.002])
+    metrics.on_batch(3, 4, 0.01, [0.001, 0.002, 0.003])
+    metrics.observe_request("/predict", 200, 0.004)
+    assert len(metrics._batches_pending) == 1  # the HTTP side, not the engine, did the work
+    assert value(registry, "batchserve_items_processed_total") == 5
+
+
 def test_on_batch_with_no_target_skips_the_fill_ratio(
     registry: CollectorRegistry, metrics: Metrics
 ) -> None:
