@@ -13,6 +13,7 @@ is cancelled by its caller and never reaches the model.
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import itertools
 import logging
@@ -454,10 +455,10 @@ class BatchProcessor(Generic[T, U]):
             waits = [start - e.enqueue_time for e in group]
             notify(self.metrics, "on_batch", size, target, elapsed, waits)
         if failed and self.config.reduce_batch_on_failure:
-            self._set_target(self._sizer.back_off())
+            self._resize(self._sizer.back_off)
         elif self._adaptive:
             observation = Observation(size, depth, elapsed, self._system_load)
-            self._set_target(self._sizer.observe(observation))
+            self._resize(functools.partial(self._sizer.observe, observation))
         cfg = self.config
         if cfg.enable_memory_optimization and size >= cfg.gc_batch_threshold:
             gc.collect(1)
@@ -521,7 +522,7 @@ class BatchProcessor(Generic[T, U]):
         )
         report = self._health.check(snapshot)
         if report.memory_critical:
-            self._set_target(self._sizer.back_off())
+            self._resize(self._sizer.back_off)
             gc.collect()
         previous = self._last_health
         if previous is None or previous.state is not report.state:
@@ -552,11 +553,13 @@ class BatchProcessor(Generic[T, U]):
                 f"batch size must be within min_batch_size={cfg.min_batch_size} and "
                 f"max_batch_size={cfg.max_batch_size}, got {new_size}"
             )
-        self._set_target(self._sizer.set_target(new_size))
+        self._resize(functools.partial(self._sizer.set_target, new_size))
 
-    def _set_target(self, size: int) -> None:
+    def _resize(self, change: Callable[[], int]) -> None:
+        """Apply one change to the adaptive sizer and report the new target. The worker, the
+        health monitor and users each make changes: one at a time, under the lock."""
         with self._batch_size_lock:
-            notify(self.metrics, "on_target_size", size)
+            notify(self.metrics, "on_target_size", change())
 
     def get_stats(self) -> dict[str, Any]:
         """Window statistics plus engine state; an empty dict when monitoring is disabled."""
