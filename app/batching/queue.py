@@ -185,6 +185,10 @@ class ItemQueue:
             if not items:
                 settled = False
                 continue
+            if max_bytes is None and settled:
+                # The common case, one level to serve and no byte budget: one sweep.
+                self._sweep(items, max_items - len(taken), taken)
+                continue
             entry = items[0]
             if max_bytes is not None:
                 cost = size_of(entry)
@@ -199,6 +203,22 @@ class ItemQueue:
         if taken:
             self._not_full.notify(len(taken))
         return taken
+
+    def _sweep(
+        self, items: deque[PrioritizedItem], wanted: int, taken: list[PrioritizedItem]
+    ) -> None:
+        """Move up to `wanted` live entries from the head of `items` to `taken`."""
+        counts = self._counts
+        got = 0
+        while got < wanted and items:
+            entry = items.popleft()
+            if entry.removed:
+                continue
+            entry.removed = True
+            counts[entry.priority] -= 1
+            taken.append(entry)
+            got += 1
+        self._size -= got
 
     def _keeps_winning(self, level: int) -> bool:
         """Whether `level` stays the pick until it is empty: always without aging (the highest
