@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import InvalidStateError
 from typing import Any
@@ -14,14 +13,13 @@ from typing import Any
 import numpy as np
 
 from app.batching.config import PrioritizedItem
-from app.batching.futures import ItemFuture, LoopHandoff
+from app.batching.futures import ItemFuture, settle_later
 from app.batching.observer import notify
 from app.errors import ModelError, OutputMismatch
 
 logger = logging.getLogger("app.batching")
 
 ProcessFunc = Callable[[Any], Any]
-_EWMA = 0.2
 
 
 def settle_result(future: ItemFuture | None, value: Any) -> bool:
@@ -128,7 +126,6 @@ class GroupRunner:
         isolate_failures: bool,
         collector: Any,
         stop_event: threading.Event,
-        before_call: Callable[[], None] | None = None,
     ) -> None:
         self._process = process_func
         self._max_retries = max_retries
@@ -136,16 +133,10 @@ class GroupRunner:
         self._isolate = isolate_failures
         self._collector = collector
         self._stop = stop_event
-        self._before_call = before_call
-        # Of the model's batch calls (moving averages): wall time, and the share of it this
-        # thread spent on the CPU; a small share means the model waits on something else.
-        self.call_s = 0.0
-        self.cpu_share = 1.0
 
-    def run(self, entries: list[PrioritizedItem], handoff: LoopHandoff | None = None) -> int:
-        """Run a batchable group; returns how many entries failed. Results for futures of an
-        event loop go to `handoff` when given, to be settled there."""
-        return self._run(entries, self._max_retries, handoff)
+    def run(self, entries: list[PrioritizedItem]) -> int:
+        """Run a batchable group; returns how many entries failed."""
+        return self._run(entries, retries=self._max_retries)
 
     def run_single(self, entry: PrioritizedItem) -> int:
         """Run one non-batchable item by itself; returns 1 if it failed, else 0."""
@@ -160,46 +151,29 @@ class GroupRunner:
             return 0
         return 0  # pragma: no cover - the loop always returns
 
-    def _run(
-        self, entries: list[PrioritizedItem], retries: int, handoff: LoopHandoff | None
-    ) -> int:
+    def _run(self, entries: list[PrioritizedItem], retries: int) -> int:
         batch = stack([e.item for e in entries])
         for attempt in range(retries + 1):
-            if self._before_call is not None:
-                self._before_call()
             try:
-                rows = split_rows(self._timed_call(batch), len(entries))
+                rows = split_rows(self._process(batch), len(entries))
             except OutputMismatch as exc:
                 return self._fail(entries, exc)
             except Exception as exc:
                 if attempt < retries and self._pause_before_retry():
                     continue
-                return self._isolate_or_fail(entries, exc, handoff)
-            if handoff is None or not handoff.settle([e.future for e in entries], rows):
+                return self._isolate_or_fail(entries, exc)
+            if not settle_later([e.future for e in entries], rows):
                 for entry, row in zip(entries, rows, strict=True):
                     settle_result(entry.future, row)
             return 0
         return 0  # pragma: no cover - the loop always returns
 
-    def _timed_call(self, batch: Any) -> Any:
-        wall, cpu = time.perf_counter(), time.thread_time()
-        try:
-            return self._process(batch)
-        finally:
-            wall = time.perf_counter() - wall
-            cpu = time.thread_time() - cpu
-            self.call_s += _EWMA * (wall - self.call_s)
-            if wall > 0:
-                self.cpu_share += _EWMA * (min(1.0, cpu / wall) - self.cpu_share)
-
-    def _isolate_or_fail(
-        self, entries: list[PrioritizedItem], exc: Exception, handoff: LoopHandoff | None
-    ) -> int:
+    def _isolate_or_fail(self, entries: list[PrioritizedItem], exc: Exception) -> int:
         if not self._isolate or len(entries) == 1 or self._stop.is_set():
             return self._fail(entries, exc)
         notify(self._collector, "on_isolation")
         middle = len(entries) // 2
-        return self._run(entries[:middle], 0, handoff) + self._run(entries[middle:], 0, handoff)
+        return self._run(entries[:middle], retries=0) + self._run(entries[middle:], retries=0)
 
     def _pause_before_retry(self) -> bool:
         """Wait `retry_delay` before a retry; False when shutdown interrupted the wait."""

@@ -23,20 +23,16 @@ def collect_batch(
     target: Callable[[], int],
     max_bytes: int | None,
     fixed_wait_s: float | None,
-    on_wait: Callable[[], None] | None = None,
 ) -> list[PrioritizedItem]:
     """Wait for work, then take up to `target()` entries (and `max_bytes` bytes).
 
     With `fixed_wait_s` (the FIXED strategy) keep filling toward the target for at most that
-    long after the first entry; otherwise dispatch what was queued at once. `on_wait` is
-    called before any wait. Returns an empty list once the queue is closed and drained, or
-    aborted.
+    long after the first entry; otherwise dispatch what was queued at once. Returns an empty
+    list once the queue is closed and drained, or aborted.
     """
-    entries = queue.take(target, max_bytes, entry_nbytes, on_wait)
+    entries = queue.take(target, max_bytes, entry_nbytes)
     if fixed_wait_s is None or not entries:
         return entries
-    if on_wait is not None:
-        on_wait()
     size = target()
     until = time.monotonic() + fixed_wait_s
     left = None if max_bytes is None else max_bytes - sum(entry_nbytes(e) for e in entries)

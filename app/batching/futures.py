@@ -59,7 +59,7 @@ class CallbackFuture:
         self._exception: BaseException | None = None
         self._on_done = on_done
         self.index = index
-        # With both set, a `LoopHandoff` may settle it on the notifier's loop, where `deliver`
+        # With both set, `settle_later` may settle it on the notifier's loop, where `deliver`
         # stands in for `on_done`.
         self.notifier = notifier
         self.deliver = deliver
@@ -113,72 +113,31 @@ class CallbackFuture:
         self.deliver(self)
 
 
-def common_notifier(futures: Sequence[Any]) -> LoopNotifier | None:
-    """The notifier of the loop every future reports to, when all are `CallbackFuture`s that
-    may be settled there (see `CallbackFuture.deliver`); None otherwise."""
+def settle_later(futures: Sequence[Any], results: Sequence[Any]) -> bool:
+    """Settle `futures` with `results` on their event loop, in one hand-off, when all are
+    `CallbackFuture`s reporting to one loop; False, and nothing done, otherwise.
+
+    The worker thread settles a batch's futures between two model calls, so that time is
+    the model's idle time. Handed to the loop, which delivers each result there anyway, the
+    worker goes straight on to its next batch while the loop settles this one.
+    """
     notifier: LoopNotifier | None = None
     for future in futures:
         if type(future) is not CallbackFuture or future.deliver is None:
-            return None
+            return False
         if future.notifier is not notifier:
             if notifier is not None:
-                return None
+                return False
             notifier = future.notifier
-    return notifier
-
-
-class LoopHandoff:
-    """Work the worker thread hands to one event loop for one batch, posted there at once.
-
-    The worker settles a batch's futures and keeps its books between two model calls, so
-    that time is the model's idle time. When the futures belong to an event loop, which
-    delivers each result there anyway, the loop does both, and the worker goes straight on
-    to its next batch. Everything gathered runs in order, in one callback, at `post`.
-    """
-
-    __slots__ = ("_callbacks", "_notifier")
-
-    def __init__(self) -> None:
-        self._notifier: LoopNotifier | None = None
-        self._callbacks: list[Callable[[], None]] = []
-
-    def settle(self, futures: Sequence[Any], results: Sequence[Any]) -> bool:
-        """Settle `futures` with `results` on their loop at `post`; False, and nothing done,
-        unless all report to one loop (the loop of earlier hand-offs, if any)."""
-        notifier = common_notifier(futures)
-        if notifier is None or (self._notifier is not None and notifier is not self._notifier):
-            return False
-        self._notifier = notifier
-        self._callbacks.append(functools.partial(_settle_all, futures, results))
-        return True
-
-    def then(self, callback: Callable[[], None]) -> bool:
-        """Run `callback` on the loop after the settles; False, and nothing done, when
-        nothing was handed off (the caller runs it itself)."""
-        if self._notifier is None:
-            return False
-        self._callbacks.append(callback)
-        return True
-
-    def post(self) -> None:
-        """Hand everything gathered to the loop (once; later calls do nothing)."""
-        notifier, callbacks = self._notifier, self._callbacks
-        self._notifier, self._callbacks = None, []
-        if notifier is not None and callbacks:
-            notifier.post(functools.partial(_run_all, callbacks))
+    if notifier is None:
+        return False
+    notifier.post(functools.partial(_settle_all, futures, results))
+    return True
 
 
 def _settle_all(futures: Sequence[CallbackFuture], results: Sequence[Any]) -> None:
     for future, result in zip(futures, results, strict=True):
         future._settle_on_loop(result)
-
-
-def _run_all(callbacks: list[Callable[[], None]]) -> None:
-    for callback in callbacks:
-        try:
-            callback()
-        except Exception:  # one broken step must not keep the others' answers back
-            logger.exception("a callback handed to the event loop failed")
 
 
 class LoopNotifier:

@@ -36,7 +36,7 @@ from app.batching.execution import (
     settle_error,
 )
 from app.batching.formation import collect_batch, group_entries
-from app.batching.futures import Gathering, ItemFuture, LoopHandoff, Settled
+from app.batching.futures import Gathering, ItemFuture, Settled
 from app.batching.health import EngineSnapshot, HealthChecker, HealthReport, HealthState
 from app.batching.observer import (
     REJECT_CANCELLED,
@@ -54,8 +54,6 @@ from app.errors import DeadlineExceeded, ItemTooLarge, QueueFull, ShuttingDown
 T = TypeVar("T")
 U = TypeVar("U")
 
-_OFF_CORE_SHARE = 0.5  # of a model call's wall time spent on this thread's CPU
-_IDLE_FRACTION = 0.25  # of a model call an off-core model may idle while a burst queues
 _LOAD_EMA = 0.2
 _PRIORITY_NAMES = {level: level.name.lower() for level in BatchPriority}
 
@@ -98,13 +96,10 @@ class BatchProcessor(Generic[T, U]):
         self._batch_size_lock = threading.RLock()
         self._max_batch_memory = cfg.max_batch_memory_bytes
         self._wake_pending = False  # a worker wake-up is scheduled on a loop
-        self._burst_start = 0.0  # when the first submission of this loop iteration came
-        self._idle_limit = 0.0  # see `_watch_model`
         self._system_load = 0.0
         self._last_batch_start: float | None = None
         self._active_batches: dict[int, float] = {}
         self._inflight: list[PrioritizedItem] = []
-        self._held: LoopHandoff | None = None  # the worker's; see `_post_held`
         self._sequence = itertools.count()
         self._batch_ids = itertools.count(1)
         self._rejected: Counter[str] = Counter()
@@ -135,7 +130,6 @@ class BatchProcessor(Generic[T, U]):
                 isolate_failures=self.config.isolate_failures,
                 collector=self.metrics,
                 stop_event=self._abort_event,
-                before_call=self._post_held,
             )
             self.worker_thread = self._spawn("batchserve-worker", self._wrapped_worker_loop, runner)
             self._spawn("batchserve-deadlines", self._deadline_loop)
@@ -263,16 +257,7 @@ class BatchProcessor(Generic[T, U]):
         self._enqueue(items, gathering.futures, 0, priority, item_timeout, wake=False)
         if not self._wake_pending:
             self._wake_pending = True
-            self._burst_start = time.monotonic()
             asyncio.get_running_loop().call_soon(self._wake_worker)
-        elif (
-            self._idle_limit
-            and self.queue.taker_waiting
-            and time.monotonic() - self._burst_start >= self._idle_limit
-        ):
-            # The model waits off this core: rather than idle it while the loop queues a
-            # long burst, start on what is queued and let the rest form the next batch.
-            self.queue.wake()
         return gathering
 
     def _wake_worker(self) -> None:
@@ -373,24 +358,14 @@ class BatchProcessor(Generic[T, U]):
                 self._fail(list(self._inflight), ShuttingDown("internal error in the batch worker"))
                 self._inflight = []
                 self.batch_ready_event.clear()
-                self._post_held()
 
     def _worker_loop(self, runner: GroupRunner) -> None:
         while True:
             self._respect_min_interval()
             entries = self._collect_batch()
             if not entries:
-                self._post_held()
                 return
             self._process_batch(entries, runner)
-
-    def _post_held(self) -> None:
-        """Send the last batch's hand-off to its event loop. The worker holds it until it
-        calls the model again or is about to wait, so the loop's work on those results
-        never interrupts the worker between two model calls."""
-        held, self._held = self._held, None
-        if held is not None:
-            held.post()
 
     def _respect_min_interval(self) -> None:
         interval = self.config.min_batch_interval
@@ -398,7 +373,6 @@ class BatchProcessor(Generic[T, U]):
             return
         wait = self._last_batch_start + interval - time.monotonic()
         if wait > 0:
-            self._post_held()
             self._abort_event.wait(wait)
 
     def _collect_batch(self) -> list[PrioritizedItem]:
@@ -407,9 +381,7 @@ class BatchProcessor(Generic[T, U]):
         fixed_wait = (
             cfg.batch_timeout if cfg.processing_strategy is BatchProcessingStrategy.FIXED else None
         )
-        return collect_batch(
-            self.queue, self._target_size, self._max_batch_memory, fixed_wait, self._post_held
-        )
+        return collect_batch(self.queue, self._target_size, self._max_batch_memory, fixed_wait)
 
     def _process_batch(self, entries: list[PrioritizedItem], runner: GroupRunner) -> None:
         batch_id = next(self._batch_ids)
@@ -418,7 +390,6 @@ class BatchProcessor(Generic[T, U]):
         self._active_batches[batch_id] = start
         self._inflight = entries
         self.batch_ready_event.set()
-        handoff = LoopHandoff()
         try:
             live = self._admit(entries, start)
             for key, group in group_entries(live).items():
@@ -426,7 +397,7 @@ class BatchProcessor(Generic[T, U]):
                     # Past stop()'s deadline: answer instead of running the model again.
                     self._fail(group, ShuttingDown("the batch processor stopped"))
                     continue
-                self._run_group(key, group, runner, handoff)
+                self._run_group(key, group, runner)
         except Exception:
             # No caller may be left waiting because the engine itself broke (an item that
             # cannot be stacked, a MemoryError while stacking): fail what is not settled yet.
@@ -436,12 +407,6 @@ class BatchProcessor(Generic[T, U]):
             self._inflight = []
             del self._active_batches[batch_id]
             self.batch_ready_event.clear()
-            if not handoff.then(self._publish_depth):
-                self._publish_depth()
-            self._post_held()  # no model call took it out during this batch
-            self._held = handoff
-
-    def _publish_depth(self) -> None:
         if self.metrics is not None:
             notify(self.metrics, "on_queue_depth", self.queue.depth_by_priority())
 
@@ -463,51 +428,24 @@ class BatchProcessor(Generic[T, U]):
         return live
 
     def _run_group(
-        self,
-        key: Hashable | None,
-        group: list[PrioritizedItem],
-        runner: GroupRunner,
-        handoff: LoopHandoff,
+        self, key: Hashable | None, group: list[PrioritizedItem], runner: GroupRunner
     ) -> None:
         start = time.monotonic()
         if key is None:
             assert self.executor is not None
-            self._post_held()
             failed = sum(self.executor.map(runner.run_single, group))
         else:
-            failed = runner.run(group, handoff)
-            self._watch_model(runner)
+            failed = runner.run(group)
         end = time.monotonic()
-        depth = len(self.queue)
-        books = functools.partial(self._after_group, group, start, end, failed, depth)
-        if not handoff.then(books):
-            books()
-
-    def _watch_model(self, runner: GroupRunner) -> None:
-        """A model that waits off this core (an accelerator, a remote call) should not idle
-        for long while the event loop queues a burst of requests; one computing on this core
-        is better fed whole bursts (see `enqueue_async`)."""
-        off_core = runner.cpu_share < _OFF_CORE_SHARE
-        self._idle_limit = runner.call_s * _IDLE_FRACTION if off_core else 0.0
-
-    def _steer(self, size: int, failed: int, elapsed: float, depth: int) -> None:
-        """Adjust the target batch size after a model call."""
-        if failed and self.config.reduce_batch_on_failure:
-            self._resize(self._sizer.back_off)
-        elif self._adaptive:
-            observation = Observation(size, depth, elapsed, self._system_load)
-            self._resize(functools.partial(self._sizer.observe, observation))
+        self._after_group(group, start, end, failed)
 
     def _after_group(
-        self, group: list[PrioritizedItem], start: float, end: float, failed: int, depth: int
+        self, group: list[PrioritizedItem], start: float, end: float, failed: int
     ) -> None:
-        """The books on one model call: stats, metrics, the target size, memory. Runs on the
-        worker, or on the event loop the group's results were handed to (the target then
-        applies from the batch after next)."""
         size = len(group)
         elapsed = end - start
         target = self.current_batch_size
-        self._steer(size, failed, elapsed, depth)
+        depth = len(self.queue)
         if self.stats is not None:
             enqueued = sum(e.enqueue_time for e in group) / size
             self.stats.update(elapsed, size - failed, start - enqueued, end - enqueued, depth)
@@ -516,6 +454,11 @@ class BatchProcessor(Generic[T, U]):
         if self.metrics is not None:
             waits = [start - e.enqueue_time for e in group]
             notify(self.metrics, "on_batch", size, target, elapsed, waits)
+        if failed and self.config.reduce_batch_on_failure:
+            self._resize(self._sizer.back_off)
+        elif self._adaptive:
+            observation = Observation(size, depth, elapsed, self._system_load)
+            self._resize(functools.partial(self._sizer.observe, observation))
         cfg = self.config
         if cfg.enable_memory_optimization and size >= cfg.gc_batch_threshold:
             gc.collect(1)

@@ -40,7 +40,6 @@ class ItemQueue:
         self._levels: tuple[deque[PrioritizedItem], ...] = tuple(deque() for _ in BatchPriority)
         self._counts = [0] * len(BatchPriority)
         self._size = 0
-        self._idle_takers = 0  # takers blocked waiting for work
         self._deadlines: list[tuple[float, int, PrioritizedItem]] = []
         self._lock = threading.Lock()
         self._not_empty = threading.Condition(self._lock)
@@ -108,33 +107,19 @@ class ItemQueue:
         max_items: Callable[[], int],
         max_bytes: int | None,
         size_of: Callable[[PrioritizedItem], int],
-        on_wait: Callable[[], None] | None = None,
     ) -> list[PrioritizedItem]:
         """Wait for work, then remove up to `max_items()` entries (and `max_bytes` bytes).
 
         `max_items` is read once there is work, so a target changed while the worker idled
-        applies to the very next batch. Blocks while the queue is empty or paused, calling
-        `on_wait` (without the lock) before it does. Returns an empty list once the queue
-        is closed and empty, or aborted. Cancelled entries are returned too; the caller
-        drops them.
+        applies to the very next batch. Blocks while the queue is empty or paused. Returns an
+        empty list once the queue is closed and empty, or aborted. Cancelled entries are
+        returned too; the caller drops them.
         """
         with self._not_empty:
             while not self._aborted and (self._size == 0 or self._paused):
                 if self._closed and self._size == 0:
                     return []
-                if on_wait is not None:
-                    self._not_empty.release()
-                    try:
-                        on_wait()
-                    finally:
-                        self._not_empty.acquire()
-                    on_wait = None
-                    continue  # the state may have changed meanwhile
-                self._idle_takers += 1
-                try:
-                    self._not_empty.wait()
-                finally:
-                    self._idle_takers -= 1
+                self._not_empty.wait()
             if self._aborted:
                 return []
             # The first entry is taken whatever its size: enqueue refuses items over the cap.
@@ -331,11 +316,6 @@ class ItemQueue:
 
     def __len__(self) -> int:
         return self._size
-
-    @property
-    def taker_waiting(self) -> bool:
-        """Whether a `take` is blocked waiting for work (a hint: read without the lock)."""
-        return self._idle_takers > 0
 
     @property
     def paused(self) -> bool:

@@ -144,20 +144,3 @@ def test_take_follows_priority_fifo_and_aging(
             assert idents(queue.take(constant(op.count), None, size_of)) == expected
             queued = [item for item in queued if item.sequence not in set(expected)]
     assert len(queue) == len(queued)
-
-
-def test_take_calls_on_wait_once_before_it_would_block() -> None:
-    queue = ItemQueue(100)
-    calls: list[int] = []
-
-    def on_wait() -> None:
-        # Whatever on_wait queues is seen: take re-checks before it blocks.
-        calls.append(len(queue))
-        queue.put_many([entry(7, BatchPriority.NORMAL, 0.0)], None)
-
-    assert idents(queue.take(lambda: 5, None, size_of, on_wait)) == [7]
-    assert calls == [0]
-    # With work queued there is no wait, and no call.
-    queue.put_many([entry(8, BatchPriority.NORMAL, 0.0)], None)
-    assert idents(queue.take(lambda: 5, None, size_of, on_wait)) == [8]
-    assert calls == [0]
