@@ -4,6 +4,7 @@ failure isolation by bisection. Every entry handed to `GroupRunner.run` is settl
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Callable, Hashable, Sequence
@@ -42,6 +43,13 @@ def settle_error(future: ItemFuture | None, error: BaseException) -> bool:
     except InvalidStateError:
         return False
     return True
+
+
+def settle_rows(futures: Sequence[ItemFuture | None], rows: Sequence[Any]) -> None:
+    """Settle each future with its row (in one hand-off to their loop when they allow it)."""
+    if not settle_later(futures, rows):
+        for future, row in zip(futures, rows, strict=True):
+            settle_result(future, row)
 
 
 def copy_error(error: Exception) -> Exception:
@@ -126,6 +134,7 @@ class GroupRunner:
         isolate_failures: bool,
         collector: Any,
         stop_event: threading.Event,
+        defer: Callable[[Callable[[], None]], None] | None = None,
     ) -> None:
         self._process = process_func
         self._max_retries = max_retries
@@ -133,6 +142,7 @@ class GroupRunner:
         self._isolate = isolate_failures
         self._collector = collector
         self._stop = stop_event
+        self._defer = defer
 
     def run(self, entries: list[PrioritizedItem]) -> int:
         """Run a batchable group; returns how many entries failed."""
@@ -162,9 +172,11 @@ class GroupRunner:
                 if attempt < retries and self._pause_before_retry():
                     continue
                 return self._isolate_or_fail(entries, exc)
-            if not settle_later([e.future for e in entries], rows):
-                for entry, row in zip(entries, rows, strict=True):
-                    settle_result(entry.future, row)
+            settle = functools.partial(settle_rows, [e.future for e in entries], rows)
+            if self._defer is not None:
+                self._defer(settle)
+            else:
+                settle()
             return 0
         return 0  # pragma: no cover - the loop always returns
 

@@ -1,8 +1,9 @@
 """`BatchProcessor`: coalesces concurrently submitted items into batches for one model.
 
-Threads: one worker forms and runs batches; one reaper fails queued items whose deadline has
-passed (even while the worker is busy or paused); an optional health monitor; and a pool of
-`max_workers` threads for items that cannot be stacked. How a batch is formed is described on
+Threads: one worker forms and runs batches; a follow-up thread settles each batch's results
+and books it while the worker runs the next (`app.batching.followup`); one reaper fails queued
+items whose deadline has passed (even while the worker is busy or paused); an optional health
+monitor; and a pool of `max_workers` threads for items that cannot be stacked. How a batch is formed is described on
 `BatchProcessingStrategy`; the target size comes from `app.batching.sizing`.
 
 Every accepted item's future settles exactly once: with the model's row, or with a typed error
@@ -35,6 +36,7 @@ from app.batching.execution import (
     item_nbytes,
     settle_error,
 )
+from app.batching.followup import FollowUp
 from app.batching.formation import collect_batch, group_entries
 from app.batching.futures import Gathering, ItemFuture, Settled
 from app.batching.health import EngineSnapshot, HealthChecker, HealthReport, HealthState
@@ -106,6 +108,7 @@ class BatchProcessor(Generic[T, U]):
         self._abort_event = threading.Event()
         self._reaper_wake = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._followup: FollowUp | None = None
         kwargs = {"memory_probe": memory_probe} if memory_probe is not None else {}
         self._health = HealthChecker(cfg, **kwargs)
         self._last_health: HealthReport | None = None
@@ -123,6 +126,7 @@ class BatchProcessor(Generic[T, U]):
             self.executor = ThreadPoolExecutor(
                 self.config.max_workers, thread_name_prefix="batchserve-item"
             )
+            self._followup = FollowUp("batchserve-followup")
             runner = GroupRunner(
                 process_func,
                 max_retries=self.config.max_retries,
@@ -130,6 +134,7 @@ class BatchProcessor(Generic[T, U]):
                 isolate_failures=self.config.isolate_failures,
                 collector=self.metrics,
                 stop_event=self._abort_event,
+                defer=self._followup.post,
             )
             self.worker_thread = self._spawn("batchserve-worker", self._wrapped_worker_loop, runner)
             self._spawn("batchserve-deadlines", self._deadline_loop)
@@ -157,6 +162,8 @@ class BatchProcessor(Generic[T, U]):
         stuck = worker is not None and worker.is_alive()
         if worker is None or stuck:
             self._abort("the batch processor stopped before this item was processed")
+        if self._followup is not None:
+            self._followup.close()
         self.shutdown_event.set()
         self._reaper_wake.set()
         for thread in self._threads:
@@ -407,8 +414,6 @@ class BatchProcessor(Generic[T, U]):
             self._inflight = []
             del self._active_batches[batch_id]
             self.batch_ready_event.clear()
-        if self.metrics is not None:
-            notify(self.metrics, "on_queue_depth", self.queue.depth_by_priority())
 
     def _admit(self, entries: list[PrioritizedItem], now: float) -> list[PrioritizedItem]:
         """Drop cancelled and expired entries; mark the rest running (no longer cancellable)."""
@@ -437,15 +442,34 @@ class BatchProcessor(Generic[T, U]):
         else:
             failed = runner.run(group)
         end = time.monotonic()
-        self._after_group(group, start, end, failed)
+        target, depth = self.current_batch_size, len(self.queue)
+        self._adapt_target(len(group), failed, end - start, depth)
+        books = functools.partial(self._book_group, group, start, end, failed, depth, target)
+        if self._followup is not None:
+            self._followup.post(books)
+        else:
+            books()
 
-    def _after_group(
-        self, group: list[PrioritizedItem], start: float, end: float, failed: int
+    def _adapt_target(self, size: int, failed: int, elapsed: float, depth: int) -> None:
+        """Move the target after a group, here in the worker: its next take uses it."""
+        if failed and self.config.reduce_batch_on_failure:
+            self._resize(self._sizer.back_off)
+        elif self._adaptive:
+            observation = Observation(size, depth, elapsed, self._system_load)
+            self._resize(functools.partial(self._sizer.observe, observation))
+
+    def _book_group(
+        self,
+        group: list[PrioritizedItem],
+        start: float,
+        end: float,
+        failed: int,
+        depth: int,
+        target: int,
     ) -> None:
+        """Book a group the model ran (on the follow-up thread, while the next one runs)."""
         size = len(group)
         elapsed = end - start
-        target = self.current_batch_size
-        depth = len(self.queue)
         if self.stats is not None:
             enqueued = sum(e.enqueue_time for e in group) / size
             self.stats.update(elapsed, size - failed, start - enqueued, end - enqueued, depth)
@@ -454,11 +478,6 @@ class BatchProcessor(Generic[T, U]):
         if self.metrics is not None:
             waits = [start - e.enqueue_time for e in group]
             notify(self.metrics, "on_batch", size, target, elapsed, waits)
-        if failed and self.config.reduce_batch_on_failure:
-            self._resize(self._sizer.back_off)
-        elif self._adaptive:
-            observation = Observation(size, depth, elapsed, self._system_load)
-            self._resize(functools.partial(self._sizer.observe, observation))
         cfg = self.config
         if cfg.enable_memory_optimization and size >= cfg.gc_batch_threshold:
             gc.collect(1)
@@ -466,6 +485,8 @@ class BatchProcessor(Generic[T, U]):
             self.logger.debug(
                 "batch of %d (target %d, %d failed) in %.3f ms", size, target, failed, elapsed * 1e3
             )
+        if self.metrics is not None:
+            notify(self.metrics, "on_queue_depth", self.queue.depth_by_priority())
 
     @property
     def _adaptive(self) -> bool:
@@ -565,6 +586,8 @@ class BatchProcessor(Generic[T, U]):
         """Window statistics plus engine state; an empty dict when monitoring is disabled."""
         if self.stats is None:
             return {}
+        if self._followup is not None:
+            self._followup.flush(timeout=1.0)  # the books of every batch answered so far
         stats: dict[str, Any] = dict(self.stats.get_stats())
         stats.update(
             current_batch_size=self.current_batch_size,

@@ -157,6 +157,7 @@ def test_no_engine_thread_outlives_stop(make_processor: ProcessorFactory) -> Non
     started = engine_threads() - before
     assert {t.name for t in started} == {
         "batchserve-worker",
+        "batchserve-followup",
         "batchserve-deadlines",
         "batchserve-health",
     }
