@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bench.model_ceiling import pipeline_sizes
-from bench.report import Row, pipeline_bounds
+from bench.report import Row, pipeline_bounds, reachability
 
 
 def row(contender: str, concurrency: int, rps: float) -> Row:
@@ -39,3 +39,16 @@ def test_no_bound_is_shown_without_the_measurements_it_needs() -> None:
     assert pipeline_bounds(lone, "sleep", {"32": 1.0}, on_core=False) == []
     rows = [row("batchserve", 1, 400.0), row("ceiling", 1, 9_000.0)]
     assert pipeline_bounds(rows, "sleep", {"1": 450.0}, on_core=False) == []
+
+
+def test_a_target_above_the_models_own_bound_is_called_out_of_reach() -> None:
+    rows = [row("batchserve", 64, 11_300.0), row("ceiling", 64, 29_500.0)]
+    (_, line) = reachability(rows, {"32": 11_700.0}, 0.5)
+    assert "at most 11,700 req/s at c=64 (0.40 x ceiling)" in line
+    assert "above what any server can reach" in line
+
+
+def test_a_reachable_target_gets_no_note() -> None:
+    rows = [row("batchserve", 64, 11_300.0), row("ceiling", 64, 22_000.0)]
+    assert reachability(rows, {"32": 11_700.0}, 0.5) == []
+    assert reachability(rows[:1], {"32": 11_700.0}, 0.5) == []

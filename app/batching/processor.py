@@ -3,8 +3,9 @@
 Threads: one worker forms and runs batches; a follow-up thread settles each batch's results
 and books it while the worker runs the next (`app.batching.followup`); one reaper fails queued
 items whose deadline has passed (even while the worker is busy or paused); an optional health
-monitor; and a pool of `max_workers` threads for items that cannot be stacked. How a batch is formed is described on
-`BatchProcessingStrategy`; the target size comes from `app.batching.sizing`.
+monitor; and a pool of `max_workers` threads for items that cannot be stacked. How a batch is
+formed is described on `BatchProcessingStrategy`; the target size comes from
+`app.batching.sizing`.
 
 Every accepted item's future settles exactly once: with the model's row, or with a typed error
 from `app.errors` (`DeadlineExceeded`, `ModelError`, `OutputMismatch`, `ShuttingDown`), or it
