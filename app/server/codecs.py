@@ -16,15 +16,14 @@ tensor when it has the keys of one (``dtype``/``shape``/``data`` or ``nd``/``typ
 so those names cannot be used as model input names in msgpack.
 
 ``decode_predict`` raises only ``MalformedRequest``, ``UnsupportedMediaType`` and
-``InvalidInput``, whatever the body holds.
+``InvalidInput``, whatever the body holds. Turning instances into rows is `app.server.rows`;
+the tensor maps themselves are `app.server.tensors`.
 """
 
 from __future__ import annotations
 
 import enum
 import functools
-import math
-import re
 from dataclasses import dataclass
 from typing import Any, Final, TypeAlias
 
@@ -34,9 +33,32 @@ import orjson
 from numpy.typing import NDArray
 
 from app.errors import InvalidInput, MalformedRequest, UnsupportedMediaType
+from app.server.rows import Row, RowDecoder, check_nesting
+from app.server.tensors import (
+    MAX_NESTING,
+    TENSOR_KINDS,
+    TensorStyle,
+    as_binary,
+    as_list,
+    as_msgpack_numpy,
+)
+
+__all__ = [
+    "JSON_MEDIA_TYPE",
+    "MAX_NESTING",
+    "MSGPACK_MEDIA_TYPE",
+    "DecodedRequest",
+    "Row",
+    "TensorStyle",
+    "WireFormat",
+    "decode_predict",
+    "encode_error",
+    "encode_predict",
+    "request_format",
+    "response_format",
+]
 
 Array: TypeAlias = NDArray[Any]
-Row: TypeAlias = NDArray[Any] | dict[str, NDArray[Any]]
 
 
 class WireFormat(enum.StrEnum):
@@ -46,18 +68,8 @@ class WireFormat(enum.StrEnum):
     MSGPACK = "msgpack"
 
 
-class TensorStyle(enum.StrEnum):
-    """How a request carried its tensors; msgpack responses answer in the same style."""
-
-    LISTS = "lists"
-    BINARY = "binary"
-    MSGPACK_NUMPY = "msgpack_numpy"
-
-
 JSON_MEDIA_TYPE: Final = "application/json"
 MSGPACK_MEDIA_TYPE: Final = "application/msgpack"
-MAX_NESTING: Final = 32
-"""Deepest list nesting (and most tensor dimensions) accepted, the row dimension included."""
 
 _FORMATS: Final[dict[str, WireFormat]] = {
     JSON_MEDIA_TYPE: WireFormat.JSON,
@@ -65,23 +77,6 @@ _FORMATS: Final[dict[str, WireFormat]] = {
     "application/x-msgpack": WireFormat.MSGPACK,
 }
 _WILDCARDS: Final = frozenset({"*/*", "application/*"})
-_MAX_DIM: Final = 2**31 - 1  # keeps numpy away from absurd zero-size shapes
-_TENSOR_KINDS: Final = "biufc"
-_DTYPE_NAME: Final = re.compile(
-    r"[<>|=]?[biufc]\d{1,2}|bool|u?int(8|16|32|64)|float(16|32|64)|complex(64|128)"
-)
-# Input kinds each model dtype kind takes; anything else cannot be represented faithfully.
-_CASTS: Final = {"f": "iuf", "c": "iufc", "i": "iu", "u": "iu", "b": "b", "U": "U", "O": "U"}
-_KIND_NAMES: Final = {
-    "b": "booleans",
-    "i": "integers",
-    "u": "integers",
-    "f": "floating-point numbers",
-    "c": "complex numbers",
-    "U": "strings",
-    "S": "bytes",
-}
-_NOT_NUMBERS: Final = "values that are not numbers (null, objects, mixed types or huge integers)"
 
 
 @dataclass(slots=True)
@@ -189,12 +184,12 @@ def decode_predict(
             plain = _float_batch(instances, target)
             if plain is not None:
                 return DecodedRequest(list(plain), fmt, TensorStyle.LISTS, plain)
-        decoder = _RowDecoder(
+        decoder = RowDecoder(
             target, tensors=False, may_hold_bool=not no_literals, numbers_only=numbers_only
         )
     else:
         instances = _instances(_load_msgpack(body))
-        decoder = _RowDecoder(target, tensors=True, may_hold_bool=True, numbers_only=False)
+        decoder = RowDecoder(target, tensors=True, may_hold_bool=True, numbers_only=False)
     batch: Array | None
     if isinstance(instances, dict) and decoder.tensors:
         rows, batch = decoder.whole(instances)
@@ -212,7 +207,7 @@ def _float_batch(instances: Any, target: np.dtype[Any]) -> Array | None:
     one step; None for anything else, which the general decoder handles and explains."""
     if type(instances) is not list or not instances or type(instances[0]) is not list:
         return None
-    _check_nesting(instances, "'instances'")
+    check_nesting(instances, "'instances'")
     try:
         with np.errstate(over="raise"):
             batch = np.asarray(instances, dtype=target)
@@ -248,272 +243,6 @@ def _instances(doc: Any) -> Any:
             if key in doc:
                 return doc[key]
     raise MalformedRequest("body must be a map with an 'instances' key")
-
-
-@dataclass(slots=True)
-class _RowDecoder:
-    """Turns parsed instances into rows and remembers the tensor style it met."""
-
-    target: np.dtype[Any] | None
-    tensors: bool  # maps may be binary or msgpack-numpy tensors (msgpack bodies)
-    may_hold_bool: bool
-    numbers_only: bool  # the instances hold only numbers and lists (a JSON fast path)
-    style: TensorStyle = TensorStyle.LISTS
-
-    def whole(self, instances: dict[Any, Any]) -> tuple[list[Row], Array]:
-        fields = _tensor_fields(instances)
-        if fields is None:
-            raise MalformedRequest("'instances' map is not a tensor (dtype, shape, data)")
-        batch = self.tensor(fields, "'instances'")
-        if batch.ndim == 0 or len(batch) == 0:
-            raise InvalidInput("'instances' must be a non-empty list (a tensor with rows)")
-        return _split(batch), batch
-
-    def rows(self, instances: list[Any]) -> tuple[list[Row], Array | None]:
-        if type(instances[0]) is not dict:
-            batch = self.array_or_none(instances, "'instances'")
-            if batch is not None:
-                return _split(batch), batch
-        elif (named := self.named_columns(instances)) is not None:
-            return named, None
-        rows = [self.row(item, f"instance {i}") for i, item in enumerate(instances)]
-        if len({type(row) for row in rows}) > 1:
-            raise InvalidInput("'instances' mix named inputs (objects) with plain arrays")
-        return rows, None
-
-    def named_columns(self, instances: list[Any]) -> list[Row] | None:
-        """Rows of named inputs converted one column at a time; None unless all alike."""
-        first: dict[Any, Any] = instances[0]
-        if not first or (self.tensors and _tensor_fields(first) is not None):
-            return None
-        keys = first.keys()
-        if any(type(row) is not dict or row.keys() != keys for row in instances):
-            return None
-        if any(type(value) is dict for value in first.values()):
-            return None
-        columns: dict[str, Array] = {}
-        for key in keys:
-            name = _input_name(key, "instance 0")
-            column = self.array_or_none([row[key] for row in instances], f"input {name!r}")
-            if column is None:
-                return None
-            columns[name] = column
-        return [{name: col[i, ...] for name, col in columns.items()} for i in range(len(instances))]
-
-    def row(self, item: Any, where: str) -> Row:
-        if type(item) is not dict:
-            return self.array(item, where)
-        fields = _tensor_fields(item) if self.tensors else None
-        if fields is not None:
-            return self.tensor(fields, where)
-        if not item:
-            raise InvalidInput(f"{where} is an empty object")
-        row: dict[str, Array] = {}
-        for key, value in item.items():
-            name = _input_name(key, where)
-            row[name] = self.value(value, f"{where} input {name!r}")
-        return row
-
-    def value(self, item: Any, where: str) -> Array:
-        if type(item) is not dict:
-            return self.array(item, where)
-        fields = _tensor_fields(item) if self.tensors else None
-        if fields is None:
-            raise InvalidInput(f"{where} must be an array, not an object")
-        return self.tensor(fields, where)
-
-    def array(self, values: Any, where: str) -> Array:
-        arr = self.array_or_none(values, where)
-        if arr is None:
-            raise InvalidInput(f"{where} is ragged: nested lists of different lengths")
-        return arr
-
-    def array_or_none(self, values: Any, where: str) -> Array | None:
-        """``values`` as one ndarray in the target dtype, or None if they are ragged."""
-        _check_nesting(values, where)
-        try:
-            arr = self._convert(values)
-        except ValueError:
-            return None
-        except (OverflowError, FloatingPointError) as exc:
-            model = "the model" if self.target is None else self.target.name
-            raise InvalidInput(f"{where} holds a number out of range for {model}") from exc
-        if self.may_hold_bool and arr.dtype.kind in "iuf" and _holds_bool(values, arr):
-            raise InvalidInput(f"{where} mixes booleans with numbers")
-        return _coerce(arr, self.target, where)
-
-    def _convert(self, values: Any) -> Array:
-        target = self.target
-        if self.numbers_only and target is not None and target.kind == "f":
-            try:
-                with np.errstate(over="raise"):
-                    return np.asarray(values, dtype=target)
-            except TypeError:
-                pass  # an object such as {} sits among the numbers: inferred as such below
-        return np.asarray(values)
-
-    def tensor(self, fields: dict[str, Any], where: str) -> Array:
-        if "nd" in fields:
-            arr, style = _msgpack_numpy_array(fields, where), TensorStyle.MSGPACK_NUMPY
-        else:
-            arr, style = _binary_array(fields, where), TensorStyle.BINARY
-        if self.style is TensorStyle.LISTS:
-            self.style = style
-        return _coerce(arr, self.target, where)
-
-
-def _split(batch: Array) -> list[Row]:
-    if batch.ndim > 1:
-        return list(batch)
-    return [batch[i, ...] for i in range(len(batch))]  # 0-d views, not numpy scalars
-
-
-def _check_nesting(values: Any, where: str) -> None:
-    """Refuse nesting deeper than MAX_NESTING along the first path.
-
-    Rectangular data is as deep on every path; deeper paths elsewhere make it ragged, which
-    numpy reports without recursing far.
-    """
-    node, depth = values, 0
-    while type(node) is list:
-        depth += 1
-        if depth > MAX_NESTING:
-            raise InvalidInput(f"{where} is nested deeper than {MAX_NESTING} levels")
-        if not node:
-            return
-        node = node[0]
-
-
-def _holds_bool(values: Any, arr: Array) -> bool:
-    """Whether ``values`` hold a bool among numbers (numpy silently reads True as 1)."""
-    if not (np.any(arr == 0) or np.any(arr == 1)):
-        return False  # a bool always lands on 0 or 1
-    if type(values) is not list:
-        return type(values) is bool
-    pending = [values]
-    while pending:
-        seq = pending.pop()
-        types = set(map(type, seq))
-        if bool in types:
-            return True
-        if list in types:
-            pending.extend(x for x in seq if type(x) is list)
-    return False
-
-
-def _coerce(arr: Array, target: np.dtype[Any] | None, where: str) -> Array:
-    """``arr`` in the ``target`` dtype, refusing values it cannot represent."""
-    kind = arr.dtype.kind
-    if target is None:
-        if kind not in "biufcU":
-            raise InvalidInput(f"{where} holds {_KIND_NAMES.get(kind, _NOT_NUMBERS)}")
-        return arr
-    if arr.dtype == target:
-        return arr
-    if kind not in _CASTS.get(target.kind, ""):
-        what = _KIND_NAMES.get(kind, _NOT_NUMBERS)
-        raise InvalidInput(f"{where} holds {what}; the model takes {target.name}")
-    if (
-        target.kind in "iu"
-        and arr.size
-        and (arr.min() < np.iinfo(target).min or arr.max() > np.iinfo(target).max)
-    ):
-        raise InvalidInput(f"{where} holds integers out of range for {target.name}")
-    try:
-        with np.errstate(over="raise", invalid="raise"):
-            return arr.astype(target)
-    except FloatingPointError as exc:
-        raise InvalidInput(f"{where} holds numbers out of range for {target.name}") from exc
-
-
-def _input_name(key: Any, where: str) -> str:
-    if type(key) is str:
-        return key
-    if type(key) is bytes:
-        try:
-            return key.decode()
-        except UnicodeDecodeError:
-            pass
-    raise InvalidInput(f"{where} has an input name that is not UTF-8 text")
-
-
-def _tensor_fields(m: dict[Any, Any]) -> dict[str, Any] | None:
-    """``m`` with text keys if it is a binary or msgpack-numpy tensor map, else None."""
-    if not 3 <= len(m) <= 5 or ("data" not in m and b"data" not in m):
-        return None
-    fields = {k.decode("utf-8", "replace") if type(k) is bytes else k: v for k, v in m.items()}
-    keys = fields.keys()
-    if keys >= {"nd", "type", "data"} or keys >= {"dtype", "shape", "data"}:
-        return fields
-    return None
-
-
-def _binary_array(fields: dict[str, Any], where: str) -> Array:
-    dtype = _wire_dtype(fields["dtype"], where)
-    return _from_buffer(fields["data"], dtype, _wire_shape(fields["shape"], where), where)
-
-
-def _msgpack_numpy_array(fields: dict[str, Any], where: str) -> Array:
-    nd = fields["nd"]
-    if type(nd) is not bool:
-        raise InvalidInput(f"{where}: msgpack-numpy 'nd' must be a boolean")
-    if fields.get("kind", b"") not in (b"", ""):
-        raise InvalidInput(f"{where}: msgpack-numpy object and structured arrays are refused")
-    dtype = _wire_dtype(fields["type"], where)
-    shape = _wire_shape(fields.get("shape"), where) if nd else ()
-    return _from_buffer(fields["data"], dtype, shape, where)
-
-
-def _wire_dtype(value: Any, where: str) -> np.dtype[Any]:
-    if type(value) is bytes:
-        value = value.decode("ascii", "replace")
-    dtype = _parse_dtype(value) if type(value) is str and len(value) <= 16 else None
-    if dtype is None:
-        shown = repr(value[:20]) if type(value) is str else type(value).__name__
-        raise InvalidInput(
-            f"{where}: unsupported dtype {shown}; use a bool, integer, float or complex "
-            "type such as 'float32' or '<f4'"
-        )
-    return dtype
-
-
-@functools.lru_cache(maxsize=64)
-def _parse_dtype(name: str) -> np.dtype[Any] | None:
-    # The pattern admits only plain numeric names, so numpy never sees aliases it deprecates
-    # or descriptions of structured, object or sub-array types.
-    if not _DTYPE_NAME.fullmatch(name):
-        return None
-    try:
-        dtype = np.dtype(name)
-    except TypeError:  # e.g. "i16", "u3"
-        return None
-    return dtype if dtype.kind in _TENSOR_KINDS else None
-
-
-def _wire_shape(value: Any, where: str) -> tuple[int, ...]:
-    if (
-        type(value) is not list
-        or len(value) > MAX_NESTING
-        or not all(type(dim) is int and 0 <= dim <= _MAX_DIM for dim in value)
-    ):
-        raise InvalidInput(
-            f"{where}: 'shape' must be a list of at most {MAX_NESTING} non-negative integers"
-        )
-    return tuple(value)
-
-
-def _from_buffer(data: Any, dtype: np.dtype[Any], shape: tuple[int, ...], where: str) -> Array:
-    """A read-only view of ``data`` (no copy), in native byte order."""
-    if type(data) is not bytes:
-        raise InvalidInput(f"{where}: 'data' must be msgpack binary")
-    expected = math.prod(shape) * dtype.itemsize
-    if len(data) != expected:
-        raise InvalidInput(
-            f"{where}: 'data' holds {len(data)} bytes but shape {list(shape)} of "
-            f"{dtype.name} needs {expected}"
-        )
-    arr = np.frombuffer(data, dtype=dtype).reshape(shape)
-    return arr if arr.dtype.isnative else arr.astype(arr.dtype.newbyteorder("="))
 
 
 def encode_predict(
@@ -554,7 +283,7 @@ def encode_error(message: str, code: str, fmt: WireFormat = WireFormat.JSON) -> 
 
 def _dump_json(doc: Any) -> bytes:
     try:
-        return orjson.dumps(doc, default=_as_list, option=orjson.OPT_SERIALIZE_NUMPY)
+        return orjson.dumps(doc, default=as_list, option=orjson.OPT_SERIALIZE_NUMPY)
     except orjson.JSONEncodeError:
         # orjson rejects some arrays (non-native byte order) outright instead of asking
         # `default`; those go through plain Python values.
@@ -575,7 +304,7 @@ def _stacked(rows: list[Any]) -> Array | None:
     """The rows as one ndarray if all are numeric arrays of one shape and dtype."""
     if not rows or not isinstance(first := rows[0], np.ndarray | np.generic):
         return None
-    if first.dtype.kind not in _TENSOR_KINDS:
+    if first.dtype.kind not in TENSOR_KINDS:
         return None
     for row in rows:
         if not isinstance(row, np.ndarray | np.generic):
@@ -585,44 +314,8 @@ def _stacked(rows: list[Any]) -> Array | None:
     return np.stack(rows)
 
 
-def _as_list(obj: Any) -> Any:
-    if isinstance(obj, np.ndarray | np.generic):
-        return obj.tolist()
-    raise TypeError(f"cannot encode a {type(obj).__name__} prediction")
-
-
-def _as_binary(obj: Any) -> Any:
-    if isinstance(obj, np.ndarray) and obj.dtype.kind in _TENSOR_KINDS:
-        arr, data = _wire_bytes(obj)
-        return {"dtype": arr.dtype.name, "shape": list(arr.shape), "data": data}
-    return _as_list(obj)
-
-
-def _as_msgpack_numpy(obj: Any) -> Any:
-    if isinstance(obj, np.ndarray | np.generic) and obj.dtype.kind in _TENSOR_KINDS:
-        arr, data = _wire_bytes(np.asarray(obj))
-        if isinstance(obj, np.generic):
-            return {b"nd": False, b"type": arr.dtype.str, b"data": data}
-        return {
-            b"nd": True,
-            b"type": arr.dtype.str,
-            b"kind": b"",
-            b"shape": list(arr.shape),
-            b"data": data,
-        }
-    return _as_list(obj)
-
-
-def _wire_bytes(arr: Array) -> tuple[Array, memoryview]:
-    """``arr`` C-contiguous in native byte order, and a byte view of it (no copy if it was)."""
-    arr = np.ascontiguousarray(arr)
-    if not arr.dtype.isnative:
-        arr = arr.astype(arr.dtype.newbyteorder("="))
-    return arr, arr.reshape(-1).view(np.uint8).data
-
-
 _MSGPACK_DEFAULTS: Final = {
-    TensorStyle.LISTS: _as_list,
-    TensorStyle.BINARY: _as_binary,
-    TensorStyle.MSGPACK_NUMPY: _as_msgpack_numpy,
+    TensorStyle.LISTS: as_list,
+    TensorStyle.BINARY: as_binary,
+    TensorStyle.MSGPACK_NUMPY: as_msgpack_numpy,
 }
