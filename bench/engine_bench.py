@@ -16,14 +16,16 @@ Producers submit chunks with `enqueue_many` and collect their own results with
 Both keep the queue deep enough that every batch is full (the "mean batch" column shows it).
 Times are taken twice: wall clock, and the CPU time of the whole process (every thread). Pinned
 to one core the two agree on a quiet machine; on a shared one the CPU figure is the one that
-ignores the neighbours. Run it pinned::
+ignores the neighbours. Run it pinned (``python -m bench.run`` runs it too, on the server's
+core, and reports it beside the load benchmark)::
 
-    taskset -c 0 python bench/engine_bench.py [--items N] [--repeats R] [--producers P]
+    taskset -c 0 python bench/engine_bench.py [--items N] [--repeats R] [--producers P] [--json]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 import threading
@@ -39,9 +41,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from app.batching import BatchProcessor, BatchProcessorConfig
+from bench.report import ENGINE_TARGET_US, engine_overhead_at_64, engine_table
 
 BATCH_SIZES = (1, 8, 64)
-TARGET_US_AT_64 = 10.0
 ROW_SHAPE = (16,)
 
 
@@ -121,6 +123,35 @@ def best(runs: list[Timing]) -> Timing:
     return Timing(min(r.wall_s for r in runs), min(r.cpu_s for r in runs), runs[0].mean_batch)
 
 
+def measure(items: int, repeats: int, producers: int, in_flight: int) -> dict[str, Any]:
+    """Every cell of the table: per batch size, engine and direct items/s and the engine's
+    overhead per item (wall, CPU, CPU with all in flight)."""
+    rows = [np.full(ROW_SHAPE, i, dtype=np.float32) for i in range(items)]
+    runs = range(repeats)
+
+    def per_item_us(engine: float, direct: float) -> float:
+        return (engine - direct) / items * 1e6
+
+    cells = []
+    for size in BATCH_SIZES:
+        bounded = best([engine_run(size, rows, producers, in_flight) for _ in runs])
+        everything = best([engine_run(size, rows, producers, None) for _ in runs])
+        direct = best([direct_run(size, rows) for _ in runs])
+        cells.append(
+            {
+                "batch": size,
+                "mean_batch": bounded.mean_batch,
+                "engine_items_per_s": items / bounded.wall_s,
+                "direct_items_per_s": items / direct.wall_s,
+                "overhead_us_wall": per_item_us(bounded.wall_s, direct.wall_s),
+                "overhead_us_cpu": per_item_us(bounded.cpu_s, direct.cpu_s),
+                "overhead_us_cpu_all_in_flight": per_item_us(everything.cpu_s, direct.cpu_s),
+            }
+        )
+    setup = {"items": items, "repeats": repeats, "producers": producers, "in_flight": in_flight}
+    return {**setup, "rows": cells}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=64 * 1024, help="items per run")
@@ -129,47 +160,20 @@ def main() -> None:
     parser.add_argument(
         "--in-flight", type=int, default=2048, help="items outstanding per producer (bounded)"
     )
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead")
     args = parser.parse_args()
     # With everything in flight the queue rightly reports itself degraded: not news here.
     logging.getLogger("app.batching").setLevel(logging.ERROR)
-    items = [np.full(ROW_SHAPE, i, dtype=np.float32) for i in range(args.items)]
-
-    n = len(items)
-    repeats = range(args.repeats)
-    rows = []
-    for size in BATCH_SIZES:
-        bounded = best([engine_run(size, items, args.producers, args.in_flight) for _ in repeats])
-        everything = best([engine_run(size, items, args.producers, None) for _ in repeats])
-        direct = best([direct_run(size, items) for _ in repeats])
-        rows.append((size, bounded, everything, direct))
-
-    def per_item_us(engine: float, direct: float) -> float:
-        return (engine - direct) / n * 1e6
-
-    print(
-        f"{n} items of shape {ROW_SHAPE} float32, {args.producers} producer threads,"
-        f" best of {args.repeats}; model = lambda b: b\n"
-    )
-    print(
-        "| batch | mean batch | engine items/s | direct items/s"
-        " | overhead us/item, wall | overhead us/item, CPU"
-        " | overhead us/item, CPU, all in flight |"
-    )
-    print("|---:|---:|---:|---:|---:|---:|---:|")
-    for size, bounded, everything, direct in rows:
-        print(
-            f"| {size} | {bounded.mean_batch:.1f} | {n / bounded.wall_s:,.0f}"
-            f" | {n / direct.wall_s:,.0f}"
-            f" | {per_item_us(bounded.wall_s, direct.wall_s):.2f}"
-            f" | {per_item_us(bounded.cpu_s, direct.cpu_s):.2f}"
-            f" | {per_item_us(everything.cpu_s, direct.cpu_s):.2f} |"
-        )
-    _, bounded, _, direct = rows[-1]
-    at_64 = per_item_us(bounded.cpu_s, direct.cpu_s)
-    verdict = "meets" if at_64 < TARGET_US_AT_64 else "MISSES"
+    result = measure(args.items, args.repeats, args.producers, args.in_flight)
+    if args.json:
+        print(json.dumps(result))
+        return
+    print("\n".join(engine_table(result)[2:]))
+    at_64 = engine_overhead_at_64(result)
+    verdict = "meets" if at_64 is not None and at_64 < ENGINE_TARGET_US else "MISSES"
     print(
         f"\n(bounded = {args.in_flight} items in flight per producer)"
-        f"\nbatch 64: {at_64:.2f} us/item of CPU {verdict} the {TARGET_US_AT_64:g} us target"
+        f"\nbatch 64: {at_64:.2f} us/item of CPU {verdict} the {ENGINE_TARGET_US:g} us target"
     )
 
 

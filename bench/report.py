@@ -13,6 +13,7 @@ BASELINE = "naive"
 CEILING = "ceiling"
 BATCHSERVE = "batchserve"
 GOAL_SLEEP_C64 = 0.5  # sleep c=64: batchserve req/s over the ceiling's
+ENGINE_TARGET_US = 10.0  # the engine's CPU overhead per item at batch 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,8 +76,8 @@ def _goal(
     return Goal(text, value, test(value))
 
 
-def goals(rows: Sequence[Row]) -> list[Goal]:
-    """The issue's targets, evaluated on this run's rows."""
+def goals(rows: Sequence[Row], engine: dict[str, Any] | None = None) -> list[Goal]:
+    """The issue's targets, evaluated on this run's rows (and engine micro-benchmark)."""
     return [
         _goal(rows, "sleep c=64: batchserve req/s >= 0.5 x ceiling", ("sleep", 64), CEILING,
               lambda a, b: a.rps / b.rps if b.rps else 0.0, lambda v: v >= GOAL_SLEEP_C64),
@@ -85,7 +86,46 @@ def goals(rows: Sequence[Row]) -> list[Goal]:
         _goal(rows, "sleep c=1: batchserve p50 <= naive p50 (value: ratio of p50s)",
               ("sleep", 1), BASELINE,
               lambda a, b: a.p50_ms / b.p50_ms if b.p50_ms else 0.0, lambda v: v <= 1.0),
+        _engine_goal(engine),
     ]  # fmt: skip
+
+
+def _engine_goal(engine: dict[str, Any] | None) -> Goal:
+    text = f"engine overhead at batch 64 < {ENGINE_TARGET_US:g} us/item of CPU"
+    at_64 = None if engine is None else engine_overhead_at_64(engine)
+    if at_64 is None:
+        return Goal(text, None, None)
+    return Goal(text, at_64, at_64 < ENGINE_TARGET_US)
+
+
+def engine_overhead_at_64(engine: dict[str, Any]) -> float | None:
+    """The micro-benchmark's CPU overhead per item at batch 64 (bounded load)."""
+    for row in engine.get("rows", []):
+        if row.get("batch") == 64:
+            return float(row["overhead_us_cpu"])
+    return None
+
+
+def engine_table(engine: dict[str, Any]) -> list[str]:
+    """The micro-benchmark as a markdown section."""
+    out = [
+        "## Engine micro-benchmark",
+        "",
+        f"`bench/engine_bench.py`: {engine['items']} items of 16 float32 through the engine with"
+        f" a no-op model, {engine['producers']} producer threads, best of {engine['repeats']},"
+        " against calling the model directly on pre-stacked arrays.",
+        "",
+        "| batch | mean batch | engine items/s | direct items/s | overhead us/item, wall"
+        " | overhead us/item, CPU | overhead us/item, CPU, all in flight |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in engine["rows"]:
+        out.append(
+            f"| {row['batch']} | {row['mean_batch']:.1f} | {row['engine_items_per_s']:,.0f}"
+            f" | {row['direct_items_per_s']:,.0f} | {row['overhead_us_wall']:.2f}"
+            f" | {row['overhead_us_cpu']:.2f} | {row['overhead_us_cpu_all_in_flight']:.2f} |"
+        )
+    return out
 
 
 def pipeline_bounds(
@@ -156,6 +196,7 @@ def markdown(
     meta: dict[str, Any],
     contenders: dict[str, str],
     off_core: Collection[str] = (),
+    engine: dict[str, Any] | None = None,
 ) -> str:
     """The whole report: machine note, contenders, one table per workload, goals.
     ``off_core`` names the workloads whose model does not compute on the server's core."""
@@ -171,8 +212,10 @@ def markdown(
             out += [f"Model called in-process (items/s, one core): {cells}", ""]
         out += pipeline_bounds(rows, workload, rates, on_core=workload not in off_core)
         out += table(rows, workload)
+    if engine is not None:
+        out += ["", *engine_table(engine)]
     out += ["", "## Goals", ""]
-    for goal in goals(rows):
+    for goal in goals(rows, engine):
         out.append(f"- {goal.text}: {_num(goal.value, 2)} -> **{goal.verdict()}**")
     out += reachability(rows, model_ceiling.get("sleep", {}), GOAL_SLEEP_C64)
     return "\n".join(out) + "\n"
@@ -206,6 +249,7 @@ def write_json(
     model_ceiling: dict[str, dict[str, float]],
     meta: dict[str, Any],
     contenders: dict[str, str],
+    engine: dict[str, Any] | None = None,
 ) -> None:
     """Everything measured, machine-readable."""
     document = {
@@ -216,6 +260,7 @@ def write_json(
             {**asdict(r), "x_naive": ratio(rows, r, BASELINE), "x_ceiling": ratio(rows, r, CEILING)}
             for r in rows
         ],
-        "goals": [{**asdict(g), "verdict": g.verdict()} for g in goals(rows)],
+        "engine_micro_benchmark": engine,
+        "goals": [{**asdict(g), "verdict": g.verdict()} for g in goals(rows, engine)],
     }
     path.write_text(json.dumps(document, indent=2) + "\n")

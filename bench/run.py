@@ -55,6 +55,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-pin", action="store_true", help="do not pin to cores")
     parser.add_argument("--no-latest", action="store_true", help="leave bench/latest/ alone")
     parser.add_argument("--quick", action="store_true", help="CI smoke run (~20 s)")
+    parser.add_argument(
+        "--no-engine", action="store_true", help="skip the engine micro-benchmark (~30 s)"
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.workloads, args.concurrency = "sleep", "1,8"
@@ -133,6 +136,17 @@ def measure_model(
     return rates
 
 
+def measure_engine(pin: list[str], quick: bool) -> dict[str, Any]:
+    """The engine micro-benchmark (`bench/engine_bench.py`) on the server's core."""
+    size = ["--items", "4096", "--repeats", "1"] if quick else []
+    done = subprocess.run(
+        [*pin, sys.executable, str(BENCH_DIR / "engine_bench.py"), "--json", *size],
+        cwd=ROOT, capture_output=True, text=True, check=True, timeout=600,
+    )  # fmt: skip
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
 def measure_level(
     server: Server, tool: str, body_file: Path, concurrency: int, args: argparse.Namespace,
     load_pin: list[str],
@@ -199,6 +213,13 @@ def run(args: argparse.Namespace) -> int:
     ceilings: dict[str, dict[str, float]] = {}
     failures: list[str] = []
     progress = Progress(len(workloads) * len(contenders) * len(levels))
+    engine: dict[str, Any] | None = None
+    if not args.no_engine:
+        progress.describe("engine micro-benchmark")
+        try:
+            engine = measure_engine(server_pin, args.quick)
+        except (OSError, subprocess.SubprocessError, ValueError) as exc:
+            failures.append(f"engine micro-benchmark: {exc}")
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         for workload in workloads:
             progress.describe(f"{workload.name}: model in-process")
@@ -223,9 +244,9 @@ def run(args: argparse.Namespace) -> int:
     meta["load average at end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
     described = {c.name: c.description for c in contenders}
     off_core = {w.name for w in workloads if not w.on_core}
-    text = report.markdown(rows, ceilings, meta, described, off_core)
+    text = report.markdown(rows, ceilings, meta, described, off_core, engine)
     (out / "results.md").write_text(text)
-    report.write_json(out / "results.json", rows, ceilings, meta, described)
+    report.write_json(out / "results.json", rows, ceilings, meta, described, engine)
     images = plots.plot(rows, out) if rows else []
     if not args.no_latest and not failures:
         LATEST_DIR.mkdir(exist_ok=True)

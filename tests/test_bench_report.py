@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bench.model_ceiling import pipeline_sizes
-from bench.report import Row, pipeline_bounds, reachability
+from bench.report import Row, goals, markdown, pipeline_bounds, reachability
 
 
 def row(contender: str, concurrency: int, rps: float) -> Row:
@@ -52,3 +52,28 @@ def test_a_reachable_target_gets_no_note() -> None:
     rows = [row("batchserve", 64, 11_300.0), row("ceiling", 64, 22_000.0)]
     assert reachability(rows, {"32": 11_700.0}, 0.5) == []
     assert reachability(rows[:1], {"32": 11_700.0}, 0.5) == []
+
+
+def engine_result(us_at_64: float) -> dict[str, object]:
+    cells = [
+        {"batch": size, "mean_batch": float(size), "engine_items_per_s": 1e5,
+         "direct_items_per_s": 1e7, "overhead_us_wall": us, "overhead_us_cpu": us,
+         "overhead_us_cpu_all_in_flight": us}
+        for size, us in ((1, 17.0), (64, us_at_64))
+    ]  # fmt: skip
+    return {"items": 1024, "repeats": 1, "producers": 2, "in_flight": 2048, "rows": cells}
+
+
+def test_the_engine_micro_benchmark_is_reported_beside_the_load_benchmark() -> None:
+    rows = [row("batchserve", 64, 11_300.0), row("ceiling", 64, 29_500.0)]
+    text = markdown(rows, {}, {}, {}, engine=engine_result(5.5))
+    assert "## Engine micro-benchmark" in text
+    assert "| 64 | 64.0 |" in text
+    assert "engine overhead at batch 64 < 10 us/item of CPU: 5.50 -> **met**" in text
+
+
+def test_the_engine_goal_is_missed_above_its_target_and_unmeasured_without_a_run() -> None:
+    (engine_goal,) = [g for g in goals([], engine_result(12.0)) if g.text.startswith("engine")]
+    assert engine_goal.verdict() == "MISSED"
+    (engine_goal,) = [g for g in goals([]) if g.text.startswith("engine")]
+    assert engine_goal.verdict() == "not measured"

@@ -1,5 +1,6 @@
 """The load benchmark's smoke run (`python -m bench.run --quick`) works end to end: it starts
-every contender as a real server, drives it, and writes its table, JSON and plots."""
+every contender as a real server, drives it, runs the engine micro-benchmark, and writes its
+table, JSON and plots."""
 
 from __future__ import annotations
 
@@ -28,7 +29,11 @@ def test_quick_benchmark_writes_table_json_and_plots(tmp_path: Path) -> None:
         check=False,
     )
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
-    assert "| contender |" in (out / "results.md").read_text()
-    assert json.loads((out / "results.json").read_text())["results"]
+    table = (out / "results.md").read_text()
+    assert "| contender |" in table
+    assert "## Engine micro-benchmark" in table
+    document = json.loads((out / "results.json").read_text())
+    assert document["results"]
+    assert document["engine_micro_benchmark"]["rows"]
     for name in ("throughput.png", "latency.png"):
         assert (out / name).read_bytes().startswith(b"\x89PNG")
