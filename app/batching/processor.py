@@ -445,11 +445,10 @@ class BatchProcessor(Generic[T, U]):
         end = time.monotonic()
         target, depth = self.current_batch_size, len(self.queue)
         self._adapt_target(len(group), failed, end - start, depth)
-        books = functools.partial(self._book_group, group, start, end, failed, depth, target)
-        if self._followup is not None:
-            self._followup.post(books)
-        else:
-            books()
+        assert self._followup is not None  # made by start(), before the worker
+        self._followup.post(
+            functools.partial(self._book_group, group, start, end, failed, depth, target)
+        )
 
     def _adapt_target(self, size: int, failed: int, elapsed: float, depth: int) -> None:
         """Move the target after a group, here in the worker: its next take uses it."""

@@ -135,14 +135,14 @@ class Recorder(MetricsCollector):
         self.targets.append(size)
 
     def on_queue_depth(self, depths: dict[str, int]) -> None:
-        # Called once per batch, after everything else the worker does for it.
+        # Called once per batch, after everything else the engine does for it.
         with self._changed:
             self.finished += 1
             self._changed.notify_all()
 
     def wait_finished(self, count: int, timeout: float = WAIT_S) -> None:
         """Block until `count` batches are completely done: stats, target size, gc and logging
-        all happen before this hook, which is the last thing the worker does per batch."""
+        all happen before this hook, which is the last thing the engine does per batch."""
         with self._changed:
             if not self._changed.wait_for(lambda: self.finished >= count, timeout):
                 raise AssertionError(f"{self.finished} batches finished, expected {count}")
