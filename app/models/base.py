@@ -24,7 +24,8 @@ class LoadedModel:
     array, a dict by output name, or a tuple/list in declared output order. Empty ``inputs``
     means undeclared (any numeric row is accepted); empty ``outputs`` means one unnamed output,
     reported as ``"output0"``. Instances are immutable and safe to share between threads as
-    long as ``predict_fn`` is.
+    long as ``predict_fn`` is. ``predict_fn`` must return new arrays on each call: rows of an
+    output are delivered while the next batch runs.
     """
 
     name: str
