@@ -41,7 +41,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from app.batching import BatchProcessor, BatchProcessorConfig
-from bench.report import ENGINE_TARGET_US, engine_overhead_at_64, engine_table
+from bench.report import engine_goal, engine_table
 
 BATCH_SIZES = (1, 8, 64)
 ROW_SHAPE = (16,)
@@ -169,12 +169,9 @@ def main() -> None:
         print(json.dumps(result))
         return
     print("\n".join(engine_table(result)[2:]))
-    at_64 = engine_overhead_at_64(result)
-    verdict = "meets" if at_64 is not None and at_64 < ENGINE_TARGET_US else "MISSES"
-    print(
-        f"\n(bounded = {args.in_flight} items in flight per producer)"
-        f"\nbatch 64: {at_64:.2f} us/item of CPU {verdict} the {ENGINE_TARGET_US:g} us target"
-    )
+    goal = engine_goal(result)
+    print(f"\n(bounded = {args.in_flight} items in flight per producer)")
+    print(f"{goal.text}: {goal.value:.2f} -> {goal.verdict()}")
 
 
 if __name__ == "__main__":
