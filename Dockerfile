@@ -33,7 +33,7 @@ RUN python3 -m venv /opt/venv \
     && /opt/venv/bin/pip wheel --no-cache-dir --no-deps --wheel-dir /tmp/dist . \
     && /opt/venv/bin/pip install --no-cache-dir /tmp/dist/*.whl \
     && /opt/venv/bin/pip uninstall --yes pip setuptools wheel \
-    && /opt/venv/bin/python -c "import app" \
+    && /opt/venv/bin/python -c "import batchserve" \
     && rm -rf /tmp/dist
 
 # ---- runtime: the base plus the virtualenv, run as an unprivileged user

@@ -1,7 +1,7 @@
-"""`batchserve` / `python -m app`: the command line.
+"""`batchserve` / `python -m batchserve`: the command line.
 
 `batchserve serve [--host H] [--port P] [--<any-setting> VALUE ...]`: every field of
-`app.config.Settings` is a flag (`--max-batch-size 64`), overriding `BATCHSERVE_*` variables.
+`batchserve.config.Settings` is a flag (`--max-batch-size 64`), overriding `BATCHSERVE_*` variables.
 
 `batchserve bench [...]`: the load benchmark (`python -m bench.run`); needs a source checkout.
 """
@@ -17,8 +17,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from app import __version__
-from app.config import Settings
+from . import __version__
+from .config import Settings
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -75,8 +75,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     command = args.pop("command")
     if command == "serve":
         settings = load_settings(args)
-        from app.server.logs import configure_logging
-        from app.server.runner import serve
+        from .server.logs import configure_logging
+        from .server.runner import serve
 
         secrets = [settings.admin_token.get_secret_value()] if settings.admin_token else []
         configure_logging(settings.log_format, settings.log_level, secrets)

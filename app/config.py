@@ -13,7 +13,7 @@ from typing import Any, Self
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from app.batching.config import BatchProcessorConfig
+from .batching.config import BatchProcessorConfig
 
 
 class LogFormat(enum.StrEnum):

@@ -1,6 +1,6 @@
 """The typed error family of batchserve's core.
 
-Nothing here knows about HTTP: `app.server.errors` maps each class to a status code in one
+Nothing here knows about HTTP: `batchserve.server.errors` maps each class to a status code in one
 table. Every class carries a stable machine-readable ``code`` used in error bodies and metrics.
 """
 

@@ -1,7 +1,7 @@
 """Every Prometheus series batchserve exposes, declared in one place on an injected registry.
 
 `Metrics` is both the engine's metrics collector (it implements every hook of
-`app.batching.observer.MetricsCollector`) and the object the HTTP layer reports requests,
+`batchserve.batching.observer.MetricsCollector`) and the object the HTTP layer reports requests,
 readiness and model state to. Series follow Prometheus conventions: a ``batchserve_`` prefix,
 base units (seconds, bytes), ``_total`` on counters, and histograms rather than summaries so
 quantiles can be aggregated across replicas.
@@ -28,7 +28,7 @@ from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
-from app.batching.observer import (
+from .batching.observer import (
     REJECT_CANCELLED,
     REJECT_DEADLINE,
     REJECT_QUEUE_FULL,
@@ -36,7 +36,7 @@ from app.batching.observer import (
     REJECT_TOO_LARGE,
     MetricsCollector,
 )
-from app.histograms import BatchHistogram
+from .histograms import BatchHistogram
 
 NAMESPACE = "batchserve"
 

@@ -40,7 +40,7 @@ import numpy as np
 # Runnable as a plain script from anywhere: the repository root holds the `app` package.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from app.batching import BatchProcessor, BatchProcessorConfig
+from batchserve.batching import BatchProcessor, BatchProcessorConfig
 from bench.report import engine_goal, engine_table
 
 BATCH_SIZES = (1, 8, 64)
@@ -163,7 +163,7 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object instead")
     args = parser.parse_args()
     # With everything in flight the queue rightly reports itself degraded: not news here.
-    logging.getLogger("app.batching").setLevel(logging.ERROR)
+    logging.getLogger("batchserve.batching").setLevel(logging.ERROR)
     result = measure(args.items, args.repeats, args.producers, args.in_flight)
     if args.json:
         print(json.dumps(result))

@@ -69,13 +69,18 @@ class Contender:
 
 CONTENDERS: dict[str, Contender] = {
     "batchserve": Contender(
-        "batchserve", "batchserve serve, default settings", "app", ("serve",), DEFAULT_ENV, True
+        "batchserve",
+        "batchserve serve, default settings",
+        "batchserve",
+        ("serve",),
+        DEFAULT_ENV,
+        True,
     ),
     "tuned": Contender(
         "tuned",
         "batchserve serve, "
         + ", ".join(f"{k.removeprefix('BATCHSERVE_').lower()}={v}" for k, v in TUNED_ENV.items()),
-        "app",
+        "batchserve",
         ("serve",),
         TUNED_ENV,
         True,

@@ -105,7 +105,7 @@ def mlp_model() -> MLPModel:
 
 def digits_model() -> Any:
     """The embedded digits classifier (what an empty ``BATCHSERVE_MODEL`` serves)."""
-    from app.models.digits import load_digits_mlp
+    from batchserve.models.digits import load_digits_mlp
 
     return load_digits_mlp()
 

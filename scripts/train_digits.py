@@ -9,7 +9,7 @@ test_size=0.25, random_state=0)``; the held-out quarter is never trained on. Tra
 ``MLPClassifier`` with a fixed seed, and the archive is written with fixed zip timestamps, so
 a rerun with the same library versions reproduces the file byte for byte. The script prints
 the held-out accuracy of the exported float32 weights as served by
-``app.models.digits.DigitsMLP``.
+``batchserve.models.digits.DigitsMLP``.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 from sklearn.neural_network import MLPClassifier
 
-from app.models.digits import DigitsMLP
+from batchserve.models.digits import DigitsMLP
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUTPUT = REPO_ROOT / "app" / "models" / "data" / "digits_mlp.npz"

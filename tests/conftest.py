@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from app.batching import BatchProcessor, BatchProcessorConfig
+from batchserve.batching import BatchProcessor, BatchProcessorConfig
 
 ProcessorFactory = Callable[..., BatchProcessor[Any, Any]]
 

@@ -9,8 +9,8 @@ import msgpack
 import numpy as np
 import pytest
 
-from app.client import AsyncClient, PredictError, encode_request
-from app.config import Settings
+from batchserve.client import AsyncClient, PredictError, encode_request
+from batchserve.config import Settings
 from tests.server.support import RecordingModel, recording_model, serving, until
 
 

@@ -6,9 +6,9 @@ import os
 
 import pytest
 
-from app.__main__ import build_parser, load_settings
-from app.batching import BatchProcessingStrategy
-from app.config import LogFormat, Settings
+from batchserve.__main__ import build_parser, load_settings
+from batchserve.batching import BatchProcessingStrategy
+from batchserve.config import LogFormat, Settings
 
 
 def test_defaults_serve_the_embedded_model_on_port_8000(monkeypatch) -> None:

@@ -1,4 +1,4 @@
-"""The Prometheus and Grafana artefacts in deploy/ are valid and agree with `app.metrics`.
+"""The Prometheus and Grafana artefacts in deploy/ are valid and agree with `batchserve.metrics`.
 
 promtool checks the scrape config and alert rules and runs the rule unit tests; the dashboard
 and rules are parsed to prove every PromQL expression names a series `Metrics` exposes.
@@ -17,7 +17,7 @@ import yaml
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.metrics import Metrics
+from batchserve.metrics import Metrics
 from tests.e2e.tools import require_tool
 
 ROOT = Path(__file__).resolve().parents[1]

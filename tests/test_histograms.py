@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry, Histogram
 
-from app.histograms import BatchHistogram
+from batchserve.histograms import BatchHistogram
 
 BUCKETS = (0.001, 0.01, 0.1, 1.0)
 

@@ -1,4 +1,4 @@
-"""Specification of `app.metrics.Metrics`: every hook and helper moves the right series."""
+"""Specification of `batchserve.metrics.Metrics`: every hook and helper moves the right series."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.batching.observer import MetricsCollector, notify
-from app.metrics import (
+from batchserve.batching.observer import MetricsCollector, notify
+from batchserve.metrics import (
     BATCH_SIZE_BUCKETS,
     OUTCOMES,
     PENDING_BATCHES,

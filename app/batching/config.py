@@ -8,7 +8,7 @@ from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from app.batching.futures import ItemFuture
+from .futures import ItemFuture
 
 
 class BatchPriority(enum.IntEnum):
@@ -25,7 +25,7 @@ class BatchProcessingStrategy(enum.StrEnum):
     - ``GREEDY``: take what is queued, up to the current target size, and dispatch at once.
       Nothing ever waits for company: under load batches form while the model is busy.
     - ``ADAPTIVE`` (default): as ``GREEDY``, but the target size is steered by the adaptive
-      controller (``app.batching.sizing``) from observed queue depth, latency and load.
+      controller (``batchserve.batching.sizing``) from observed queue depth, latency and load.
     - ``FIXED``: wait for the target size, but at most ``batch_timeout`` seconds after the
       first item is taken (Triton's queue delay). A lone item pays the timeout; choose it only
       when full batches matter more than latency.

@@ -13,12 +13,12 @@ from typing import Any
 
 import numpy as np
 
-from app.batching.config import PrioritizedItem
-from app.batching.futures import ItemFuture, settle_later
-from app.batching.observer import notify
-from app.errors import ModelError, OutputMismatch
+from ..errors import ModelError, OutputMismatch
+from .config import PrioritizedItem
+from .futures import ItemFuture, settle_later
+from .observer import notify
 
-logger = logging.getLogger("app.batching")
+logger = logging.getLogger("batchserve.batching")
 
 ProcessFunc = Callable[[Any], Any]
 

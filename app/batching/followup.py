@@ -13,7 +13,7 @@ import queue
 import threading
 from collections.abc import Callable
 
-logger = logging.getLogger("app.batching")
+logger = logging.getLogger("batchserve.batching")
 
 Task = Callable[[], None]
 

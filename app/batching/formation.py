@@ -8,9 +8,9 @@ from collections.abc import Callable, Hashable
 
 import numpy as np
 
-from app.batching.config import PrioritizedItem
-from app.batching.execution import group_key, item_nbytes
-from app.batching.queue import ItemQueue
+from .config import PrioritizedItem
+from .execution import group_key, item_nbytes
+from .queue import ItemQueue
 
 
 def entry_nbytes(entry: PrioritizedItem) -> int:

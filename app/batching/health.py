@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import psutil
 
-from app.batching.config import BatchProcessorConfig
+from .config import BatchProcessorConfig
 
 
 class HealthState(enum.StrEnum):

@@ -11,7 +11,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-logger = logging.getLogger("app.batching")
+logger = logging.getLogger("batchserve.batching")
 
 # Reasons an item is refused or dropped without reaching the model.
 REJECT_QUEUE_FULL = "queue_full"

@@ -1,14 +1,14 @@
 """`BatchProcessor`: coalesces concurrently submitted items into batches for one model.
 
 Threads: one worker forms and runs batches; a follow-up thread settles each batch's results
-and books it while the worker runs the next (`app.batching.followup`); one reaper fails queued
-items whose deadline has passed (even while the worker is busy or paused); an optional health
-monitor; and a pool of `max_workers` threads for items that cannot be stacked. How a batch is
-formed is described on `BatchProcessingStrategy`; the target size comes from
-`app.batching.sizing`.
+and books it while the worker runs the next (`batchserve.batching.followup`); one reaper
+fails queued items whose deadline has passed (even while the worker is busy or paused); an
+optional health monitor; and a pool of `max_workers` threads for items that cannot be
+stacked. How a batch is formed is described on `BatchProcessingStrategy`; the target size
+comes from `batchserve.batching.sizing`.
 
 Every accepted item's future settles exactly once: with the model's row, or with a typed error
-from `app.errors` (`DeadlineExceeded`, `ModelError`, `OutputMismatch`, `ShuttingDown`), or it
+from `batchserve.errors` (`DeadlineExceeded`, `ModelError`, `OutputMismatch`, `ShuttingDown`), or it
 is cancelled by its caller and never reaches the model.
 """
 
@@ -26,22 +26,23 @@ from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Generic, TypeVar
 
-from app.batching.config import (
+from ..errors import DeadlineExceeded, ItemTooLarge, QueueFull, ShuttingDown
+from .config import (
     BatchPriority,
     BatchProcessingStrategy,
     BatchProcessorConfig,
     PrioritizedItem,
 )
-from app.batching.execution import (
+from .execution import (
     GroupRunner,
     item_nbytes,
     settle_error,
 )
-from app.batching.followup import FollowUp
-from app.batching.formation import collect_batch, group_entries
-from app.batching.futures import Gathering, ItemFuture, Settled
-from app.batching.health import EngineSnapshot, HealthChecker, HealthReport, HealthState
-from app.batching.observer import (
+from .followup import FollowUp
+from .formation import collect_batch, group_entries
+from .futures import Gathering, ItemFuture, Settled
+from .health import EngineSnapshot, HealthChecker, HealthReport, HealthState
+from .observer import (
     REJECT_CANCELLED,
     REJECT_DEADLINE,
     REJECT_QUEUE_FULL,
@@ -49,10 +50,9 @@ from app.batching.observer import (
     REJECT_TOO_LARGE,
     notify,
 )
-from app.batching.queue import ItemQueue
-from app.batching.sizing import AdaptiveSizer, Observation
-from app.batching.stats import BatchStats
-from app.errors import DeadlineExceeded, ItemTooLarge, QueueFull, ShuttingDown
+from .queue import ItemQueue
+from .sizing import AdaptiveSizer, Observation
+from .stats import BatchStats
 
 T = TypeVar("T")
 U = TypeVar("U")
@@ -76,7 +76,7 @@ class BatchProcessor(Generic[T, U]):
         self.config = config if config is not None else BatchProcessorConfig()
         cfg = self.config
         self.metrics = metrics_collector
-        self.logger = logging.getLogger("app.batching")
+        self.logger = logging.getLogger("batchserve.batching")
         self.queue = ItemQueue(
             cfg.max_queue_size,
             prioritized=cfg.enable_priority_queue,

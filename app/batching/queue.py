@@ -16,8 +16,8 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from app.batching.config import BatchPriority, PrioritizedItem
-from app.errors import QueueFull, ShuttingDown, TooManyItems
+from ..errors import QueueFull, ShuttingDown, TooManyItems
+from .config import BatchPriority, PrioritizedItem
 
 Clock = Callable[[], float]
 

@@ -26,7 +26,7 @@ factory it came from; all optional):
 - ``allow_non_finite`` (bool, default False): accept NaN and Inf in inputs.
 
 Declared inputs are enforced on every request row before it is queued
-(`LoadedModel.validate_row`; cast rules in `app.models.validation`). Declared output names
+(`LoadedModel.validate_row`; cast rules in `batchserve.models.validation`). Declared output names
 are enforced on every batch result; output shapes and dtypes are descriptive. Undeclared
 inputs accept any numeric row; undeclared outputs form one output called ``"output0"``.
 The same attributes declare a TorchScript module's tensors; ONNX models are described by
@@ -43,9 +43,9 @@ Example::
             return batch * 2.0
 """
 
-from app.models.base import LoadedModel
-from app.models.loader import load_model
-from app.models.python_ref import model_from_object
-from app.models.spec import TensorSpec
+from .base import LoadedModel
+from .loader import load_model
+from .python_ref import model_from_object
+from .spec import TensorSpec
 
 __all__ = ["LoadedModel", "TensorSpec", "load_model", "model_from_object"]

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from app.errors import BatchServeError, InvalidInput, ModelError, OutputMismatch
-from app.models.spec import Array, BatchFn, Tensors, TensorSpec
-from app.models.validation import check_row
+from ..errors import BatchServeError, InvalidInput, ModelError, OutputMismatch
+from .spec import Array, BatchFn, Tensors, TensorSpec
+from .validation import check_row
 
 #: The name of the single output of a model that declares none.
 DEFAULT_OUTPUT_NAME = "output0"
@@ -48,8 +48,8 @@ class LoadedModel:
     def validate_row(self, row: Tensors) -> Tensors:
         """Check one row (no batch dimension) against the declared inputs.
 
-        Returns the row in canonical form (see `app.models.validation.check_row`), cast to the
-        declared dtypes. Raises `InvalidInput` with a message naming the input, e.g.
+        Returns the row in canonical form (see `batchserve.models.validation.check_row`), cast to
+        the declared dtypes. Raises `InvalidInput` with a message naming the input, e.g.
         ``input 'pixels': expected shape (64,), got (63,)``.
         """
         return check_row(self.inputs, row, self.allow_non_finite)

@@ -12,8 +12,8 @@ from typing import IO, Any
 
 import numpy as np
 
-from app.errors import ModelLoadError
-from app.models.spec import Array, TensorSpec
+from ..errors import ModelLoadError
+from .spec import Array, TensorSpec
 
 DIGITS_RESOURCE = "digits_mlp.npz"
 N_PIXELS = 64
@@ -87,8 +87,8 @@ class DigitsMLP:
 
 
 def load_digits_mlp() -> DigitsMLP:
-    """The packaged model (a zero-argument factory: ``app.models.digits:load_digits_mlp``)."""
-    resource = resources.files("app.models") / "data" / DIGITS_RESOURCE
+    """The packaged model: a zero-argument factory, ``batchserve.models.digits:load_digits_mlp``."""
+    resource = resources.files(__package__ or "batchserve.models") / "data" / DIGITS_RESOURCE
     try:
         with resource.open("rb") as stream:
             return DigitsMLP.from_npz(stream)

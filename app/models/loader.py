@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from app.errors import ModelLoadError
-from app.models.base import LoadedModel
-from app.models.digits import load_digits_mlp
-from app.models.onnx_loader import load_onnx
-from app.models.python_ref import load_python_ref, model_from_object
-from app.models.sklearn_loader import load_sklearn
-from app.models.torch_loader import load_torchscript
+from ..errors import ModelLoadError
+from .base import LoadedModel
+from .digits import load_digits_mlp
+from .onnx_loader import load_onnx
+from .python_ref import load_python_ref, model_from_object
+from .sklearn_loader import load_sklearn
+from .torch_loader import load_torchscript
 
 DEFAULT_MODEL_NAME = "digits"
 NUMPY_PLATFORM = "batchserve_numpy"

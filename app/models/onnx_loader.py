@@ -6,14 +6,14 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from app.errors import ModelLoadError
-from app.models.base import LoadedModel
-from app.models.runtime import import_runtime, require_file
-from app.models.spec import Tensors, TensorSpec
+from ..errors import ModelLoadError
+from .base import LoadedModel
+from .runtime import import_runtime, require_file
+from .spec import Tensors, TensorSpec
 
 ONNX_PLATFORM = "onnx_onnxv1"
 
-logger = logging.getLogger("app.models")
+logger = logging.getLogger("batchserve.models")
 
 # ONNX element types as onnxruntime spells them -> numpy dtype names.
 _ONNX_DTYPES = {

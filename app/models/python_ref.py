@@ -8,9 +8,9 @@ import re
 from collections.abc import Callable
 from typing import TypeGuard
 
-from app.errors import ModelLoadError
-from app.models.base import LoadedModel
-from app.models.spec import BatchFn, specs_from_object
+from ..errors import ModelLoadError
+from .base import LoadedModel
+from .spec import BatchFn, specs_from_object
 
 PYTHON_PLATFORM = "batchserve_python"
 
@@ -47,7 +47,7 @@ def model_from_object(target: object, name: str, platform: str = PYTHON_PLATFORM
 
     ``target`` is a class or a zero-argument function (a factory, called once here), an
     object with a ``predict`` method (used even if the object is also callable), or a batch
-    function. Declarations (see `app.models`) are read from the model object, then from a
+    function. Declarations (see `batchserve.models`) are read from the model object, then from a
     factory function. Raises `ModelLoadError` if a factory fails or nothing callable is found.
     """
     model = _build(target, name) if _is_factory(target) else target

@@ -6,7 +6,7 @@ import importlib
 from pathlib import Path
 from types import ModuleType
 
-from app.errors import ModelLoadError
+from ..errors import ModelLoadError
 
 
 def require_file(path: str | Path) -> Path:

@@ -10,10 +10,10 @@ from typing import Any
 
 import numpy as np
 
-from app.errors import ModelLoadError
-from app.models.base import LoadedModel
-from app.models.runtime import import_runtime, require_file
-from app.models.spec import TensorSpec
+from ..errors import ModelLoadError
+from .base import LoadedModel
+from .runtime import import_runtime, require_file
+from .spec import TensorSpec
 
 SKLEARN_PLATFORM = "sklearn_joblib"
 SKLEARN_INPUT_NAME = "input0"

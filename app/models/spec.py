@@ -2,7 +2,7 @@
 
 A `TensorSpec` describes one named tensor *per row* (the batch dimension is never part of
 it). `specs_from_object` reads the declarations a user model carries as attributes; the forms
-it accepts are documented in `app.models`.
+it accepts are documented in `batchserve.models`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any, TypeAlias
 import numpy as np
 import numpy.typing as npt
 
-from app.errors import ModelLoadError
+from ..errors import ModelLoadError
 
 Array: TypeAlias = npt.NDArray[Any]
 #: One row or one batch: a single array (single-input model) or arrays by input name.

@@ -8,10 +8,10 @@ from typing import Any
 
 import numpy as np
 
-from app.errors import ModelLoadError
-from app.models.base import LoadedModel
-from app.models.runtime import import_runtime, require_file
-from app.models.spec import Array, Tensors, TensorSpec, specs_from_object
+from ..errors import ModelLoadError
+from .base import LoadedModel
+from .runtime import import_runtime, require_file
+from .spec import Array, Tensors, TensorSpec, specs_from_object
 
 TORCH_PLATFORM = "pytorch_torchscript"
 
@@ -20,7 +20,7 @@ def load_torchscript(path: str | Path, name: str) -> LoadedModel:
     """Load a TorchScript module saved with ``torch.jit.save`` / ``ScriptModule.save``.
 
     Inputs and outputs are undeclared (one unnamed output, ``"output0"``) unless the module
-    carries the declaration attributes described in `app.models`. Floating inputs are cast
+    carries the declaration attributes described in `batchserve.models`. Floating inputs are cast
     to the dtype of the module's floating parameters (float32 by default), since JSON
     numbers arrive as float64. A multi-input module receives its inputs positionally, in
     declaration order. Raises `ModelLoadError` if torch is missing or the file is not a

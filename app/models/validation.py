@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from app.errors import InvalidInput
-from app.models.spec import Array, Tensors, TensorSpec
+from ..errors import InvalidInput
+from .spec import Array, Tensors, TensorSpec
 
 _NUMERIC_KINDS = "biufc"
 _TEXT_KINDS = "USO"

@@ -9,18 +9,18 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 
-from app import __version__
-from app.config import Settings
-from app.errors import BatchServeError, InvalidInput
-from app.metrics import Metrics
-from app.models import LoadedModel
-from app.server.errors import to_reply
-from app.server.lifecycle import drain_service, start_service
-from app.server.middleware import ServiceMiddleware
-from app.server.responses import JSONResponse
-from app.server.routes import admin, health, observe, predict
-from app.server.state import ServiceState
-from app.server.v2 import routes as v2_routes
+from .. import __version__
+from ..config import Settings
+from ..errors import BatchServeError, InvalidInput
+from ..metrics import Metrics
+from ..models import LoadedModel
+from .errors import to_reply
+from .lifecycle import drain_service, start_service
+from .middleware import ServiceMiddleware
+from .responses import JSONResponse
+from .routes import admin, health, observe, predict
+from .state import ServiceState
+from .v2 import routes as v2_routes
 
 DESCRIPTION = """Dynamic-batching inference server. Concurrent requests are coalesced into one
 model call per batch; each caller gets exactly its own rows back.

@@ -16,8 +16,8 @@ tensor when it has the keys of one (``dtype``/``shape``/``data`` or ``nd``/``typ
 so those names cannot be used as model input names in msgpack.
 
 ``decode_predict`` raises only ``MalformedRequest``, ``UnsupportedMediaType`` and
-``InvalidInput``, whatever the body holds. Turning instances into rows is `app.server.rows`;
-the tensor maps themselves are `app.server.tensors`.
+``InvalidInput``, whatever the body holds. Turning instances into rows is `batchserve.server.rows`;
+the tensor maps themselves are `batchserve.server.tensors`.
 """
 
 from __future__ import annotations
@@ -32,9 +32,9 @@ import numpy as np
 import orjson
 from numpy.typing import NDArray
 
-from app.errors import InvalidInput, MalformedRequest, UnsupportedMediaType
-from app.server.rows import Row, RowDecoder, check_nesting
-from app.server.tensors import (
+from ..errors import InvalidInput, MalformedRequest, UnsupportedMediaType
+from .rows import Row, RowDecoder, check_nesting
+from .tensors import (
     MAX_NESTING,
     TENSOR_KINDS,
     TensorStyle,

@@ -6,9 +6,9 @@ import logging
 import math
 from dataclasses import dataclass
 
-from app import errors
+from .. import errors
 
-logger = logging.getLogger("app.server")
+logger = logging.getLogger("batchserve.server")
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,11 +7,11 @@ import gc
 import logging
 import time
 
-from app.batching import BatchProcessor
-from app.models import load_model
-from app.server.state import Phase, ServiceState
+from ..batching import BatchProcessor
+from ..models import load_model
+from .state import Phase, ServiceState
 
-logger = logging.getLogger("app.server")
+logger = logging.getLogger("batchserve.server")
 
 
 async def start_service(state: ServiceState) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from app.config import LogFormat
+from ..config import LogFormat
 
 _STANDARD_ATTRS = frozenset(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
 _REDACTED = "[redacted]"
@@ -113,7 +113,7 @@ class AccessLog:
                 {
                     "time": f"{stamp}.{millis:03d}Z",
                     "level": "info",
-                    "logger": "app.access",
+                    "logger": "batchserve.access",
                     "message": message,
                     "request_id": rid,
                     "method": method,
@@ -123,7 +123,7 @@ class AccessLog:
                 }
             ).decode()
         else:
-            line = f"{stamp.replace('T', ' ')},{millis:03d} INFO app.access: {message}"
+            line = f"{stamp.replace('T', ' ')},{millis:03d} INFO batchserve.access: {message}"
         for secret in self._secrets:
             line = line.replace(secret, _REDACTED)
         if not self._lines:

@@ -12,12 +12,12 @@ from typing import Any
 
 import orjson
 
-from app.errors import ItemTooLarge, MalformedRequest, PayloadTooLarge
-from app.server.errors import to_reply
-from app.server.logs import AccessLog
-from app.server.predict import Reply, handle_predict, text_headers
-from app.server.state import ServiceState
-from app.server.waiting import ClientDisconnected
+from ..errors import ItemTooLarge, MalformedRequest, PayloadTooLarge
+from .errors import to_reply
+from .logs import AccessLog
+from .predict import Reply, handle_predict, text_headers
+from .state import ServiceState
+from .waiting import ClientDisconnected
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

@@ -16,12 +16,12 @@ from typing import Any
 
 import numpy as np
 
-from app.batching import BatchPriority
-from app.batching.futures import Gathering, Settled
-from app.errors import InvalidInput, MalformedRequest
-from app.models import LoadedModel
-from app.models.validation import shape_matches
-from app.server.codecs import (
+from ..batching import BatchPriority
+from ..batching.futures import Gathering, Settled
+from ..errors import InvalidInput, MalformedRequest
+from ..models import LoadedModel
+from ..models.validation import shape_matches
+from .codecs import (
     DecodedRequest,
     TensorStyle,
     WireFormat,
@@ -30,8 +30,8 @@ from app.server.codecs import (
     request_format,
     response_format,
 )
-from app.server.state import ServiceState
-from app.server.waiting import Receive, await_results
+from .state import ServiceState
+from .waiting import Receive, await_results
 
 PRIORITY_HEADER = "x-priority"
 TIMEOUT_HEADER = "x-request-timeout-seconds"
@@ -144,7 +144,7 @@ def submit_predict(
 ) -> PendingPredict:
     """Decode and validate a `/predict` body, then queue its rows as one atomic group.
 
-    Runs on the event loop and never blocks; raises `app.errors` types for every failure,
+    Runs on the event loop and never blocks; raises `batchserve.errors` types for every failure,
     before anything is queued. The results come by the gathering's `waiter`, or by
     `on_settled` when given (see `Gathering`).
     """
@@ -173,7 +173,7 @@ async def handle_predict(
     headers: Mapping[str, str],
     receive: Receive | None,
 ) -> Reply:
-    """Answer one `/predict` request; raises `app.errors` types for every failure."""
+    """Answer one `/predict` request; raises `batchserve.errors` types for every failure."""
     pending = submit_predict(state, body, headers)
     results = await await_results(pending.gathering, receive, pending.timeout)
     return pending.reply(results)

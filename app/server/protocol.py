@@ -24,12 +24,12 @@ from typing import TYPE_CHECKING, Any
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
-from app.errors import DeadlineExceeded, PayloadTooLarge
-from app.server.middleware import CLIENT_CLOSED, PREDICT_PATH, request_id_for
-from app.server.predict import PendingPredict, Reply, submit_predict, text_headers
+from ..errors import DeadlineExceeded, PayloadTooLarge
+from .middleware import CLIENT_CLOSED, PREDICT_PATH, request_id_for
+from .predict import PendingPredict, Reply, submit_predict, text_headers
 
 if TYPE_CHECKING:
-    from app.server.middleware import ServiceMiddleware
+    from .middleware import ServiceMiddleware
 
 logger = logging.getLogger(__name__)
 _PATH = PREDICT_PATH.encode("ascii")

@@ -13,8 +13,8 @@ from typing import Any, Final, TypeAlias
 import numpy as np
 from numpy.typing import NDArray
 
-from app.errors import InvalidInput, MalformedRequest
-from app.server.tensors import (
+from ..errors import InvalidInput, MalformedRequest
+from .tensors import (
     MAX_NESTING,
     TensorStyle,
     binary_array,

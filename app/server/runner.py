@@ -11,13 +11,13 @@ from types import FrameType
 
 import uvicorn
 
-from app.config import Settings
-from app.server.app import create_app
-from app.server.lifecycle import drain_service
-from app.server.middleware import ServiceMiddleware
-from app.server.state import ServiceState
+from ..config import Settings
+from .app import create_app
+from .lifecycle import drain_service
+from .middleware import ServiceMiddleware
+from .state import ServiceState
 
-logger = logging.getLogger("app.server")
+logger = logging.getLogger("batchserve.server")
 LATE_REQUEST_WINDOW_S = 0.2
 
 
@@ -73,7 +73,7 @@ def freeze_startup_objects() -> None:
 def http_protocol(app: ServiceMiddleware) -> type[asyncio.Protocol] | str:
     """The protocol that serves plain `POST /predict` itself; uvicorn's choice without httptools."""
     try:
-        from app.server.protocol import protocol_for
+        from .protocol import protocol_for
     except ImportError:  # httptools is missing: uvicorn falls back to h11
         return "auto"
     return protocol_for(app)

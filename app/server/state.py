@@ -8,11 +8,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.batching import BatchProcessor
-from app.config import Settings
-from app.errors import NotReady, ShuttingDown
-from app.metrics import Metrics
-from app.models import LoadedModel
+from ..batching import BatchProcessor
+from ..config import Settings
+from ..errors import NotReady, ShuttingDown
+from ..metrics import Metrics
+from ..models import LoadedModel
 
 
 class Phase(enum.StrEnum):

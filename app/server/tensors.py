@@ -17,7 +17,7 @@ from typing import Any, Final, TypeAlias
 import numpy as np
 from numpy.typing import NDArray
 
-from app.errors import InvalidInput
+from ..errors import InvalidInput
 
 Array: TypeAlias = NDArray[Any]
 

@@ -7,8 +7,8 @@ import asyncio
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from app.batching.futures import Gathering
-from app.errors import DeadlineExceeded
+from ..batching.futures import Gathering
+from ..errors import DeadlineExceeded
 
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from app.batching import BatchProcessor, MetricsCollector
+from batchserve.batching import BatchProcessor, MetricsCollector
 
 WAIT_S = 5.0
 

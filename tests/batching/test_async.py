@@ -8,7 +8,7 @@ import asyncio
 import numpy as np
 import pytest
 
-from app.errors import ModelError, QueueFull
+from batchserve.errors import ModelError, QueueFull
 from tests.batching.support import GatedModel, ProcessorFactory, RecordingModel, row
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from app.batching import BatchProcessingStrategy, BatchProcessorConfig
+from batchserve.batching import BatchProcessingStrategy, BatchProcessorConfig
 
 BAD_VALUES: list[tuple[str, Any]] = [
     ("initial_batch_size", 0),

@@ -11,7 +11,7 @@ from concurrent.futures import Future
 import numpy as np
 import pytest
 
-from app.errors import DeadlineExceeded, ItemTooLarge, QueueFull, TooManyItems
+from batchserve.errors import DeadlineExceeded, ItemTooLarge, QueueFull, TooManyItems
 from tests.batching.support import GatedModel, ProcessorFactory, Recorder, RecordingModel, row
 
 KIB_ROW = 128  # float64 values in one KiB

@@ -6,10 +6,10 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import app.batching
+import batchserve.batching
 
 FORBIDDEN = {"fastapi", "starlette", "uvicorn", "httpx"}
-APP_ROOT = Path(app.batching.__file__).resolve().parents[1]
+APP_ROOT = Path(batchserve.batching.__file__).resolve().parents[1]
 
 
 def imported_modules(path: Path) -> set[str]:
@@ -32,7 +32,7 @@ def imported_modules(path: Path) -> set[str]:
 
 
 def module_file(name: str) -> Path | None:
-    """The source file of an `app.*` module, or None for anything else."""
+    """The source file of an `batchserve.*` module, or None for anything else."""
     if name != "app" and not name.startswith("app."):
         return None
     base = APP_ROOT.parent.joinpath(*name.split("."))

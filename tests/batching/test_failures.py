@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from app.errors import ModelError, ShuttingDown
+from batchserve.errors import ModelError, ShuttingDown
 from tests.batching.support import ProcessorFactory, Recorder, RecordingModel, row
 
 POISON = 13

@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from app.batching.followup import FollowUp
+from batchserve.batching.followup import FollowUp
 from tests.batching.support import ProcessorFactory, Recorder, row
 
 

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from app.batching import HealthState
+from batchserve.batching import HealthState
 from tests.batching.support import (
     GatedModel,
     ProcessorFactory,
@@ -59,7 +59,7 @@ class Announcements(logging.Handler):
 @pytest.fixture
 def announced() -> Iterator[Announcements]:
     handler = Announcements("engine health unhealthy")
-    logger = logging.getLogger("app.batching")
+    logger = logging.getLogger("batchserve.batching")
     logger.addHandler(handler)
     yield handler
     logger.removeHandler(handler)

@@ -15,8 +15,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from app.batching import BatchPriority, BatchProcessor, BatchProcessorConfig
-from app.errors import (
+from batchserve.batching import BatchPriority, BatchProcessor, BatchProcessorConfig
+from batchserve.errors import (
     BatchServeError,
     DeadlineExceeded,
     ModelError,

@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from app.errors import DeadlineExceeded, ShuttingDown
+from batchserve.errors import DeadlineExceeded, ShuttingDown
 from tests.batching.support import GatedModel, ProcessorFactory, RecordingModel, row
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from app.errors import ModelError, OutputMismatch
+from batchserve.errors import ModelError, OutputMismatch
 from tests.batching.support import ProcessorFactory, RecordingModel, row
 
 

@@ -7,7 +7,7 @@ from concurrent.futures import Future
 
 import numpy as np
 
-from app.batching import BatchPriority
+from batchserve.batching import BatchPriority
 from tests.batching.support import ProcessorFactory, RecordingModel, row
 
 HIGH, NORMAL, LOW = BatchPriority.HIGH, BatchPriority.NORMAL, BatchPriority.LOW

@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-import app.batching
-from app.batching import (
+import batchserve.batching
+from batchserve.batching import (
     BatchPriority,
     BatchProcessingStrategy,
     BatchProcessor,
@@ -18,7 +18,7 @@ from app.batching import (
     BatchStats,
     PrioritizedItem,
 )
-from app.errors import DeadlineExceeded, ItemTooLarge, QueueFull, ShuttingDown
+from batchserve.errors import DeadlineExceeded, ItemTooLarge, QueueFull, ShuttingDown
 from tests.batching.support import ProcessorFactory, Recorder, RecordingModel, row
 
 SPEC_PARAMETERS = (
@@ -60,8 +60,8 @@ def test_spec_names_are_exported_from_app_batching() -> None:
         "PrioritizedItem",
         "BatchStats",
     ):
-        assert name in app.batching.__all__
-        assert getattr(app.batching, name) is not None
+        assert name in batchserve.batching.__all__
+        assert getattr(batchserve.batching, name) is not None
 
 
 def test_config_has_every_spec_parameter_plus_the_documented_extras() -> None:

@@ -1,4 +1,4 @@
-"""The engine's queue on its own (`app.batching.queue.ItemQueue`), with an injected clock:
+"""The engine's queue on its own (`batchserve.batching.queue.ItemQueue`), with an injected clock:
 priority levels, FIFO within a level, aging, byte budgets, pause and shutdown."""
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.batching import BatchPriority, PrioritizedItem
-from app.batching.queue import ItemQueue
-from app.errors import ShuttingDown
+from batchserve.batching import BatchPriority, PrioritizedItem
+from batchserve.batching.queue import ItemQueue
+from batchserve.errors import ShuttingDown
 
 
 class Clock:

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.batching import AdaptiveSizer, Observation
+from batchserve.batching import AdaptiveSizer, Observation
 from tests.batching.support import GatedModel, ProcessorFactory, Recorder, row
 
 

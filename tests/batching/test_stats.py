@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-import app.batching.stats as stats_module
-from app.batching import BatchStats
+import batchserve.batching.stats as stats_module
+from batchserve.batching import BatchStats
 from tests.batching.support import ProcessorFactory, Recorder, RecordingModel, row
 
 DISTRIBUTIONS = ("batch_size", "processing_time", "queue_time", "latency")
@@ -169,7 +169,7 @@ def test_with_monitoring_disabled_get_stats_is_empty(make_processor: ProcessorFa
 def test_debug_mode_logs_every_batch(
     make_processor: ProcessorFactory, caplog: pytest.LogCaptureFixture, debug: bool
 ) -> None:
-    caplog.set_level(logging.DEBUG, logger="app.batching")
+    caplog.set_level(logging.DEBUG, logger="batchserve.batching")
     run_batches(make_processor, [3], debug_mode=debug)
     logged = [r for r in caplog.records if r.getMessage().startswith("batch of 3 (target")]
     assert len(logged) == (1 if debug else 0)

@@ -62,12 +62,12 @@ def wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 30.0
 
 @contextmanager
 def running_server(tmp_path: Path, env: Mapping[str, str] | None = None) -> Iterator[Server]:
-    """Start `python -m app serve` on a free port; stop it (SIGKILL if it hangs) on exit."""
+    """Start `python -m batchserve serve` on a free port; stop it (SIGKILL if it hangs) on exit."""
     port = free_port()
     log_path = tmp_path / f"server-{port}.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "app", "serve", "--port", str(port)],
+            [sys.executable, "-m", "batchserve", "serve", "--port", str(port)],
             env=clean_env(env or {}),
             cwd=ROOT,
             stdout=log,

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import yaml
 
-from app.client import Client
+from batchserve.client import Client
 from tests.e2e.support import ROOT, free_port, running_server
 from tests.e2e.tools import poll_until, require_tool, stop_process
 

@@ -25,8 +25,8 @@ import httpx
 import numpy as np
 import pytest
 
-from app.client import Client, PredictError
-from app.models import load_model
+from batchserve.client import Client, PredictError
+from batchserve.models import load_model
 from tests.e2e.support import ROOT, Server, free_port, running_server
 from tests.e2e.tools import poll_until, require_tool, stop_process
 

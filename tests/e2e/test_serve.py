@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_digits
 
-from app.client import Client, PredictError
-from app.models import load_model
+from batchserve.client import Client, PredictError
+from batchserve.models import load_model
 from tests.e2e.support import running_server
 
 pytestmark = pytest.mark.e2e

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from app.models import TensorSpec
+from batchserve.models import TensorSpec
 
 Array = np.ndarray[Any, Any]
 

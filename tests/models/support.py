@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from app.models.spec import Array
+from batchserve.models.spec import Array
 
 
 def as_array(value: Any) -> Array:

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.errors import InvalidInput, ModelLoadError
-from app.models import TensorSpec, load_model
-from app.models.digits import DigitsMLP
+from batchserve.errors import InvalidInput, ModelLoadError
+from batchserve.models import TensorSpec, load_model
+from batchserve.models.digits import DigitsMLP
 from tests.models.support import as_array, as_dict, stack_rows
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -69,7 +69,7 @@ def test_warmup_row_runs() -> None:
 
 
 def test_the_factory_is_also_reachable_by_reference() -> None:
-    model = load_model("app.models.digits:load_digits_mlp")
+    model = load_model("batchserve.models.digits:load_digits_mlp")
     assert model.name == "load_digits_mlp"
     assert model.output_names == ("label", "probabilities")
 
@@ -77,7 +77,7 @@ def test_the_factory_is_also_reachable_by_reference() -> None:
 def test_default_model_serves_on_numpy_alone() -> None:
     script = (
         "import sys, numpy as np\n"
-        "from app.models import load_model\n"
+        "from batchserve.models import load_model\n"
         "model = load_model(None)\n"
         "model.predict_batch(np.zeros((2, 64), dtype=np.float32))\n"
         "heavy = {'sklearn', 'joblib', 'onnxruntime', 'onnx', 'torch'} & set(sys.modules)\n"

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from app.errors import ModelLoadError
-from app.models import load_model
+from batchserve.errors import ModelLoadError
+from batchserve.models import load_model
 
 
 @pytest.mark.parametrize("ref", [None, "", "   "])

@@ -7,9 +7,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from app.errors import InvalidInput, ModelError, OutputMismatch
-from app.models import LoadedModel, TensorSpec
-from app.models.spec import BatchFn
+from batchserve.errors import InvalidInput, ModelError, OutputMismatch
+from batchserve.models import LoadedModel, TensorSpec
+from batchserve.models.spec import BatchFn
 from tests.models.support import as_array, as_dict
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from app.errors import ModelLoadError
-from app.models import TensorSpec, load_model, model_from_object
-from app.models.spec import Array
+from batchserve.errors import ModelLoadError
+from batchserve.models import TensorSpec, load_model, model_from_object
+from batchserve.models.spec import Array
 from tests.models.support import as_array, as_dict
 
 FIXTURES = "tests.models.fixtures_models"

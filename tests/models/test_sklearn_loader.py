@@ -9,9 +9,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from app.errors import InvalidInput, ModelLoadError
-from app.models import TensorSpec, load_model
-from app.models.spec import Array
+from batchserve.errors import InvalidInput, ModelLoadError
+from batchserve.models import TensorSpec, load_model
+from batchserve.models.spec import Array
 from tests.models.support import as_array, stack_rows
 
 joblib = pytest.importorskip("joblib")

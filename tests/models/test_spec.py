@@ -8,9 +8,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from app.errors import ModelLoadError
-from app.models import TensorSpec
-from app.models.spec import parse_specs, specs_from_object
+from batchserve.errors import ModelLoadError
+from batchserve.models import TensorSpec
+from batchserve.models.spec import parse_specs, specs_from_object
 
 
 @pytest.mark.parametrize(

@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from app.errors import ModelLoadError
-from app.models import TensorSpec, load_model
+from batchserve.errors import ModelLoadError
+from batchserve.models import TensorSpec, load_model
 from tests.models.support import as_array, as_dict
 
 torch = pytest.importorskip("torch")

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from app.errors import InvalidInput
-from app.models import LoadedModel, TensorSpec
+from batchserve.errors import InvalidInput
+from batchserve.models import LoadedModel, TensorSpec
 from tests.models.support import as_array
 
 

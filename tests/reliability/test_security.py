@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from app.config import Settings
+from batchserve.config import Settings
 from tests.reliability.models import make_row
 from tests.reliability.support import (
     ResourceSampler,
@@ -138,7 +138,7 @@ async def test_the_token_is_compared_in_constant_time(monkeypatch: pytest.Monkey
         compared.append((given, expected))
         return real(given, expected) if verdict[0] is None else verdict[0]
 
-    monkeypatch.setattr("app.server.routes.admin.hmac.compare_digest", spy)
+    monkeypatch.setattr("batchserve.server.routes.admin.hmac.compare_digest", spy)
     settings = Settings(admin_token=TOKEN, warmup=False)
     async with serving(settings, recording_model(RecordingModel())) as (_, client):
         right = await client.get("/admin/batch-size", headers=BEARER)

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from app.batching import BatchProcessor, BatchProcessorConfig
+from batchserve.batching import BatchProcessor, BatchProcessorConfig
 from tests.reliability.support import (
     ResourceSampler,
     Sample,

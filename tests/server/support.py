@@ -11,11 +11,11 @@ from typing import Any
 import httpx
 import numpy as np
 
-from app.config import Settings
-from app.metrics import Metrics
-from app.models import LoadedModel, TensorSpec
-from app.server.app import create_app
-from app.server.middleware import ServiceMiddleware
+from batchserve.config import Settings
+from batchserve.metrics import Metrics
+from batchserve.models import LoadedModel, TensorSpec
+from batchserve.server.app import create_app
+from batchserve.server.middleware import ServiceMiddleware
 
 POISON = -1.0
 

@@ -8,7 +8,7 @@ import logging
 import orjson
 import pytest
 
-from app.config import Settings
+from batchserve.config import Settings
 from tests.server.support import RecordingModel, recording_model, serving, until
 
 TOKEN = "s3cret-admin-token-0123456789"

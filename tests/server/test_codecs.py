@@ -1,4 +1,4 @@
-"""Specification of the ``/predict`` wire codecs (``app.server.codecs``)."""
+"""Specification of the ``/predict`` wire codecs (``batchserve.server.codecs``)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from app.errors import InvalidInput, MalformedRequest, UnsupportedMediaType
-from app.server.codecs import (
+from batchserve.errors import InvalidInput, MalformedRequest, UnsupportedMediaType
+from batchserve.server.codecs import (
     JSON_MEDIA_TYPE,
     MAX_NESTING,
     MSGPACK_MEDIA_TYPE,

@@ -6,8 +6,8 @@ import asyncio
 
 import orjson
 
-from app.config import Settings
-from app.server.lifecycle import drain_service
+from batchserve.config import Settings
+from batchserve.server.lifecycle import drain_service
 from tests.server.support import RecordingModel, recording_model, serving, until
 
 JSON = {"content-type": "application/json"}

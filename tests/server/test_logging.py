@@ -9,8 +9,8 @@ import sys
 import orjson
 import pytest
 
-from app.config import LogFormat, Settings
-from app.server.logs import JsonFormatter, RedactingFilter, configure_logging
+from batchserve.config import LogFormat, Settings
+from batchserve.server.logs import JsonFormatter, RedactingFilter, configure_logging
 from tests.server.support import serving
 
 
@@ -20,7 +20,7 @@ async def test_each_request_logs_one_line_with_its_request_id(capsys, fmt) -> No
     async with serving(Settings(log_format=fmt, admin_token=token)) as (_, client):
         response = await client.get("/health/ready", headers={"x-request-id": "req-42"})
         await client.get(f"/admin/{token}")
-    lines = [line for line in capsys.readouterr().err.splitlines() if "app.access" in line]
+    lines = [line for line in capsys.readouterr().err.splitlines() if "batchserve.access" in line]
     assert response.status_code == 200
     assert len(lines) == 2
     assert token not in "".join(lines)
@@ -41,7 +41,7 @@ def test_logging_config_writes_json_lines_with_extras() -> None:
     assert isinstance(handler, logging.StreamHandler)
     handler.setStream(stream)
     try:
-        logging.getLogger("app.test").info("hello %s", "world", extra={"batch": 3})
+        logging.getLogger("batchserve.test").info("hello %s", "world", extra={"batch": 3})
     finally:
         logging.getLogger().handlers.clear()
     line = orjson.loads(stream.getvalue())

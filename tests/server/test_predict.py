@@ -13,8 +13,8 @@ import orjson
 import pytest
 from sklearn.datasets import load_digits
 
-from app.config import Settings
-from app.server.app import create_app
+from batchserve.config import Settings
+from batchserve.server.app import create_app
 from tests.server.support import POISON, RecordingModel, recording_model, serving, until
 
 

@@ -16,12 +16,12 @@ import orjson
 import pytest
 import uvicorn
 
-from app.config import Settings
-from app.models import LoadedModel
-from app.server.app import create_app
-from app.server.middleware import ServiceMiddleware
-from app.server.protocol import PredictExchange, PredictProtocol, protocol_for
-from app.server.runner import http_protocol
+from batchserve.config import Settings
+from batchserve.models import LoadedModel
+from batchserve.server.app import create_app
+from batchserve.server.middleware import ServiceMiddleware
+from batchserve.server.protocol import PredictExchange, PredictProtocol, protocol_for
+from batchserve.server.runner import http_protocol
 from tests.server.support import RecordingModel, recording_model, until
 
 

@@ -11,9 +11,9 @@ import numpy as np
 import orjson
 import pytest
 
-from app.config import Settings
-from app.errors import InvalidInput
-from app.server.v2.codec import decode_request
+from batchserve.config import Settings
+from batchserve.errors import InvalidInput
+from batchserve.server.v2.codec import decode_request
 from tests.server.support import serving
 
 SCALE = Settings(model="tests.server.v2_models:scale")

@@ -9,7 +9,7 @@ import numpy as np
 import orjson
 import pytest
 
-from app.config import Settings
+from batchserve.config import Settings
 from tests.server.support import serving, until
 from tests.server.v2_models import POISON
 

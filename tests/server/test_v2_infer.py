@@ -7,9 +7,9 @@ import asyncio
 import orjson
 import pytest
 
-from app.batching import BatchPriority
-from app.config import Settings
-from app.server.v2.infer import schedule_policy
+from batchserve.batching import BatchPriority
+from batchserve.config import Settings
+from batchserve.server.v2.infer import schedule_policy
 from tests.server.support import serving, until
 
 SCALE = Settings(model="tests.server.v2_models:scale", admin_token="t" * 16)

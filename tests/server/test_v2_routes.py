@@ -7,9 +7,9 @@ import asyncio
 import httpx
 import pytest
 
-from app.config import Settings
-from app.server.app import create_app
-from app.server.lifecycle import drain_service
+from batchserve.config import Settings
+from batchserve.server.app import create_app
+from batchserve.server.lifecycle import drain_service
 from tests.server.support import serving, until
 
 SCALE = Settings(model="tests.server.v2_models:scale")

@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from app.models import TensorSpec
-from app.models.spec import Array
+from batchserve.models import TensorSpec
+from batchserve.models.spec import Array
 
 POISON = 666.0
 

@@ -8,10 +8,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
 
-from app.batching import BatchProcessor
-from app.errors import Forbidden, InvalidInput, NotReady, Unauthorized
-from app.server.routes.deps import error_responses, get_state
-from app.server.state import ServiceState
+from ...batching import BatchProcessor
+from ...errors import Forbidden, InvalidInput, NotReady, Unauthorized
+from ..state import ServiceState
+from .deps import error_responses, get_state
 
 State = Annotated[ServiceState, Depends(get_state)]
 

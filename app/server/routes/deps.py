@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import Request
 from pydantic import BaseModel
 
-from app.server.state import ServiceState
+from ..state import ServiceState
 
 
 class ErrorBody(BaseModel):

@@ -6,9 +6,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
 
-from app.server.responses import JSONResponse
-from app.server.routes.deps import get_state
-from app.server.state import ServiceState
+from ..responses import JSONResponse
+from ..state import ServiceState
+from .deps import get_state
 
 router = APIRouter(tags=["health"])
 State = Annotated[ServiceState, Depends(get_state)]

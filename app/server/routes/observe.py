@@ -7,10 +7,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Response
 
-from app import __version__
-from app.server.responses import JSONResponse
-from app.server.routes.deps import get_state
-from app.server.state import ServiceState
+from ... import __version__
+from ..responses import JSONResponse
+from ..state import ServiceState
+from .deps import get_state
 
 router = APIRouter(tags=["observability"])
 State = Annotated[ServiceState, Depends(get_state)]

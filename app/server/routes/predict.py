@@ -1,5 +1,5 @@
 """`POST /predict`, documented here. With `fast_path` on (the default) the same code is run
-by `app.server.protocol` under `batchserve serve`, or by `ServiceMiddleware` before routing
+by `batchserve.server.protocol` under `batchserve serve`, or by `ServiceMiddleware` before routing
 under any other ASGI server; this route serves it otherwise."""
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
 
-from app.server.predict import handle_predict
-from app.server.routes.deps import error_responses, get_state
-from app.server.state import ServiceState
+from ..predict import handle_predict
+from ..state import ServiceState
+from .deps import error_responses, get_state
 
 router = APIRouter(tags=["inference"])
 State = Annotated[ServiceState, Depends(get_state)]

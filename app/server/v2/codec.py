@@ -18,10 +18,10 @@ from typing import Any, Final
 
 import orjson
 
-from app.errors import InvalidInput, MalformedRequest, ModelError, PayloadTooLarge
-from app.models.spec import Array, TensorSpec
-from app.server.v2.datatypes import datatype_of, to_numpy
-from app.server.v2.tensors import from_binary, from_json, to_binary, to_json
+from ...errors import InvalidInput, MalformedRequest, ModelError, PayloadTooLarge
+from ...models.spec import Array, TensorSpec
+from .datatypes import datatype_of, to_numpy
+from .tensors import from_binary, from_json, to_binary, to_json
 
 HEADER_LENGTH: Final = "inference-header-content-length"
 JSON_TYPE: Final = "application/json"

@@ -18,7 +18,7 @@ from typing import Any, Final
 
 import numpy as np
 
-from app.errors import InvalidInput
+from ...errors import InvalidInput
 
 BYTES: Final = "BYTES"
 

@@ -3,7 +3,7 @@
 The V2 protocol answers every refused request with 400 where ``/predict`` distinguishes
 413/415/422, and Triton reports a full queue as 503 (UNAVAILABLE) where ``/predict`` uses
 429. Everything else (404, 500, 503, 504, Retry-After) is the service's own mapping in
-`app.server.errors`. Bodies are ``{"error": message, "code": code}``.
+`batchserve.server.errors`. Bodies are ``{"error": message, "code": code}``.
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ from typing import Final
 
 import orjson
 
-from app import errors
-from app.metrics import Metrics
-from app.server.errors import to_reply
-from app.server.predict import Reply
+from ... import errors
+from ...metrics import Metrics
+from ..errors import to_reply
+from ..predict import Reply
 
 # Most specific first: the first match wins; unlisted errors keep the service's status.
 V2_STATUS: Final[tuple[tuple[type[Exception], int], ...]] = (

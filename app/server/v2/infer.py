@@ -19,20 +19,21 @@ from typing import Any, Final
 
 import numpy as np
 
-from app.batching import BatchPriority
-from app.config import Settings
-from app.errors import InvalidInput, ModelError
-from app.models import LoadedModel, TensorSpec
-from app.models.spec import Array, Tensors
-from app.server.predict import (
+from ...batching import BatchPriority
+from ...config import Settings
+from ...errors import InvalidInput, ModelError
+from ...models import LoadedModel, TensorSpec
+from ...models.spec import Array, Tensors
+from ..predict import (
     PRIORITY_HEADER,
     TIMEOUT_HEADER,
     Reply,
     parse_priority,
     parse_timeout,
 )
-from app.server.state import ServiceState
-from app.server.v2.codec import (
+from ..state import ServiceState
+from ..waiting import Receive, await_results
+from .codec import (
     HEADER_LENGTH,
     InferRequest,
     InputTensor,
@@ -44,9 +45,8 @@ from app.server.v2.codec import (
     encode_response,
     header_length,
 )
-from app.server.v2.datatypes import datatype_of
-from app.server.v2.models import MODEL_VERSION, find_model
-from app.server.waiting import Receive, await_results
+from .datatypes import datatype_of
+from .models import MODEL_VERSION, find_model
 
 #: Triton priority level -> engine priority (0 = default, handled separately).
 PRIORITY_LEVELS: Final = {1: BatchPriority.HIGH, 2: BatchPriority.NORMAL}
@@ -61,7 +61,7 @@ async def handle_infer(
     headers: Mapping[str, str],
     receive: Receive | None,
 ) -> Reply:
-    """Answer one inference request; raises `app.errors` types for every failure."""
+    """Answer one inference request; raises `batchserve.errors` types for every failure."""
     model = find_model(state, name, version)
     _, processor = state.serving()
     settings = state.settings

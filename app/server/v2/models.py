@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from app import __version__
-from app.errors import ModelNotFound, NotReady
-from app.models import LoadedModel, TensorSpec
-from app.server.state import ServiceState
-from app.server.v2.datatypes import describe
+from ... import __version__
+from ...errors import ModelNotFound, NotReady
+from ...models import LoadedModel, TensorSpec
+from ..state import ServiceState
+from .datatypes import describe
 
 SERVER_NAME: Final = "batchserve"
 EXTENSIONS: Final = ("binary_tensor_data", "schedule_policy")

@@ -2,7 +2,7 @@
 
 Health answers with the status code (200 / 503) and a small JSON body. The version segment
 of model routes is optional; the served model has version ``"1"``. Errors are
-``{"error", "code"}`` with the statuses of `app.server.v2.errors`.
+``{"error", "code"}`` with the statuses of `batchserve.server.v2.errors`.
 """
 
 from __future__ import annotations
@@ -12,16 +12,16 @@ from typing import Annotated, Any, Final
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel
 
-from app.errors import ModelNotFound, NotReady
-from app.server.predict import Reply
-from app.server.responses import JSONResponse
-from app.server.routes.deps import ErrorBody, get_state
-from app.server.state import ServiceState
-from app.server.v2 import openapi
-from app.server.v2.errors import v2_error
-from app.server.v2.infer import handle_infer
-from app.server.v2.models import find_model, model_metadata, server_metadata
-from app.server.waiting import ClientDisconnected
+from ...errors import ModelNotFound, NotReady
+from ..predict import Reply
+from ..responses import JSONResponse
+from ..routes.deps import ErrorBody, get_state
+from ..state import ServiceState
+from ..waiting import ClientDisconnected
+from . import openapi
+from .errors import v2_error
+from .infer import handle_infer
+from .models import find_model, model_metadata, server_metadata
 
 State = Annotated[ServiceState, Depends(get_state)]
 CLIENT_CLOSED: Final = 499  # recorded by the middleware, never seen by the departed client

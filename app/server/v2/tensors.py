@@ -14,9 +14,9 @@ from typing import Any, Final
 
 import numpy as np
 
-from app.errors import InvalidInput, ModelError
-from app.models.spec import Array
-from app.models.validation import cast_checked
+from ...errors import InvalidInput, ModelError
+from ...models.spec import Array
+from ...models.validation import cast_checked
 
 _LENGTH: Final = struct.Struct("<I")
 _MAX_LENGTH: Final = 2**32 - 1
@@ -25,7 +25,7 @@ _MAX_LENGTH: Final = 2**32 - 1
 def from_json(data: Any, dtype: np.dtype[Any], shape: tuple[int, ...], where: str) -> Array:
     """``data`` (flat or nested as ``shape``) as an array of ``shape`` in ``dtype``.
 
-    Numbers are cast under `app.models.validation.cast_checked` (no lossy casts); BOOL takes
+    Numbers are cast under `batchserve.models.validation.cast_checked` (no lossy casts); BOOL takes
     only true/false and BYTES only strings (stored UTF-8 encoded). Raises `InvalidInput`.
     """
     if not isinstance(data, list):
