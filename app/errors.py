@@ -71,6 +71,12 @@ class ShuttingDown(BatchServeError, RuntimeError):
     code = "shutting_down"
 
 
+class EngineFailed(BatchServeError, RuntimeError):
+    """The engine's batch worker has ended for good; nothing more will be processed."""
+
+    code = "engine_failed"
+
+
 class NotReady(BatchServeError, RuntimeError):
     """The service is not ready to serve (model loading, paused for drain)."""
 

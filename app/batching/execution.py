@@ -52,12 +52,12 @@ def settle_rows(futures: Sequence[ItemFuture | None], rows: Sequence[Any]) -> No
             settle_result(future, row)
 
 
-def copy_error(error: Exception) -> Exception:
+def copy_error(error: BaseException) -> BaseException:
     """A fresh instance per caller: one exception object raised in many threads would share
     (and keep growing) one traceback."""
     try:
         fresh = type(error)(*error.args)
-    except Exception:
+    except Exception:  # a constructor that does not take its own args back
         return error
     fresh.__cause__ = error.__cause__
     return fresh
@@ -83,11 +83,16 @@ def item_nbytes(item: Any) -> int:
 
 
 def stack(items: Sequence[Any]) -> Any:
-    """Stack same-key items into one `(B, ...)` array, or a dict of them for mapping items."""
+    """Stack same-key items into one new `(B, ...)` array, or a dict of them for mapping items.
+
+    The batch never shares memory with an item: it is writable, whatever the items were (a
+    request's rows may be read-only views of its body), and a model that writes into it
+    changes nobody's data.
+    """
     first = items[0]
     if isinstance(first, np.ndarray):
         if len(items) == 1:
-            return first[np.newaxis]
+            return np.array(first[np.newaxis])
         if type(first) is np.ndarray and first.ndim:
             # Same shape and dtype (one group): joining along axis 0 and reshaping is exact
             # and a third of np.stack's per-item cost.
@@ -116,6 +121,15 @@ def split_rows(output: Any, expected: int) -> Sequence[Any]:
     raise OutputMismatch(
         f"model returned {type(output).__name__}; expected an array with one row per input"
     )
+
+
+def model_error(exc: BaseException) -> ModelError:
+    """What a caller gets when the model raised `exc` (any exception, `BaseException`s too:
+    a model running asyncio code may raise `CancelledError`, a library `SystemExit`)."""
+    detail = str(exc)
+    if not isinstance(exc, Exception):  # the bare class says more than an empty message
+        detail = f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
+    return ModelError(f"model failed: {detail}")
 
 
 def _mismatch(expected: int, got: int, where: str = "") -> str:
@@ -153,7 +167,7 @@ class GroupRunner:
         for attempt in range(self._max_retries + 1):
             try:
                 result = self._process(entry.item)
-            except Exception as exc:
+            except BaseException as exc:  # any model failure is this item's
                 if attempt < self._max_retries and self._pause_before_retry():
                     continue
                 return self._fail([entry], exc)
@@ -168,7 +182,7 @@ class GroupRunner:
                 rows = split_rows(self._process(batch), len(entries))
             except OutputMismatch as exc:
                 return self._fail(entries, exc)
-            except Exception as exc:
+            except BaseException as exc:  # SystemExit, CancelledError... too
                 if attempt < retries and self._pause_before_retry():
                     continue
                 return self._isolate_or_fail(entries, exc)
@@ -180,7 +194,7 @@ class GroupRunner:
             return 0
         return 0  # pragma: no cover - the loop always returns
 
-    def _isolate_or_fail(self, entries: list[PrioritizedItem], exc: Exception) -> int:
+    def _isolate_or_fail(self, entries: list[PrioritizedItem], exc: BaseException) -> int:
         if not self._isolate or len(entries) == 1 or self._stop.is_set():
             return self._fail(entries, exc)
         notify(self._collector, "on_isolation")
@@ -194,14 +208,12 @@ class GroupRunner:
             return not self._stop.wait(self._retry_delay)
         return not self._stop.is_set()
 
-    def _fail(self, entries: list[PrioritizedItem], exc: Exception) -> int:
-        error: Exception = (
-            exc if isinstance(exc, ModelError) else ModelError(f"model failed: {exc}")
-        )
+    def _fail(self, entries: list[PrioritizedItem], exc: BaseException) -> int:
+        error: BaseException = exc if isinstance(exc, ModelError) else model_error(exc)
         if error is not exc:
             error.__cause__ = exc
-        logger.warning("model failed for %d item(s): %s", len(entries), exc)
         for entry in entries:
             settle_error(entry.future, copy_error(error))
+        logger.warning("model failed for %d item(s): %s", len(entries), exc)
         notify(self._collector, "on_model_error", len(entries))
         return len(entries)

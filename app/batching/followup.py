@@ -70,5 +70,5 @@ class FollowUp:
 def _run_task(task: Task) -> None:
     try:
         task()
-    except Exception:  # one failed task must not stop the ones behind it
+    except BaseException:  # one failed task must not stop the ones behind it
         logger.exception("a batch follow-up task failed")

@@ -53,6 +53,7 @@ class EngineSnapshot:
     batch_ages_s: Iterable[float]
     queue_size: int
     running: bool = True
+    failure: str | None = None  # why the engine failed closed, once it has
 
 
 class HealthChecker:
@@ -71,7 +72,9 @@ class HealthChecker:
         cfg = self._config
         unhealthy: list[str] = []
         degraded: list[str] = []
-        if snap.running and not snap.worker_alive:
+        if snap.failure is not None:
+            unhealthy.append(f"engine failed: {snap.failure}")
+        elif snap.running and not snap.worker_alive:
             unhealthy.append("batch worker thread is not running")
         stuck = sum(1 for age in snap.batch_ages_s if age > cfg.stuck_batch_timeout)
         if stuck:

@@ -64,5 +64,5 @@ def notify(collector: Any, hook: str, *args: Any) -> None:
         method = getattr(collector, hook, None)
         if method is not None:
             method(*args)
-    except Exception:
+    except BaseException:  # a collector's KeyboardInterrupt must not end the worker either
         logger.exception("metrics hook %s failed", hook)

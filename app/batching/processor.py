@@ -8,13 +8,17 @@ stacked. How a batch is formed is described on `BatchProcessingStrategy`; the ta
 comes from `batchserve.batching.sizing`.
 
 Every accepted item's future settles exactly once: with the model's row, or with a typed error
-from `batchserve.errors` (`DeadlineExceeded`, `ModelError`, `OutputMismatch`, `ShuttingDown`), or it
-is cancelled by its caller and never reaches the model.
+from `batchserve.errors` (`DeadlineExceeded`, `ModelError`, `OutputMismatch`, `ShuttingDown`,
+`EngineFailed`), or it is cancelled by its caller and never reaches the model. Whatever the
+model raises (`BaseException`s included) is a model failure of its batch; should the worker
+thread still end, the engine fails closed: everything queued and everything submitted later
+fails with `EngineFailed`, and liveness reports why.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import gc
 import itertools
@@ -26,7 +30,7 @@ from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Generic, TypeVar
 
-from ..errors import DeadlineExceeded, ItemTooLarge, QueueFull, ShuttingDown
+from ..errors import DeadlineExceeded, EngineFailed, ItemTooLarge, QueueFull, ShuttingDown
 from .config import (
     BatchPriority,
     BatchProcessingStrategy,
@@ -112,6 +116,8 @@ class BatchProcessor(Generic[T, U]):
         self._followup: FollowUp | None = None
         kwargs = {"memory_probe": memory_probe} if memory_probe is not None else {}
         self._health = HealthChecker(cfg, **kwargs)
+        self._failure: str | None = None  # why the worker ended for good, once it has
+        self._stopped = False  # stop() has run (abort() refuses work but leaves the joins to it)
         self._last_health: HealthReport | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -152,8 +158,9 @@ class BatchProcessor(Generic[T, U]):
         """Refuse new items, process what is queued for up to `timeout` seconds, then fail
         whatever is left (queued or still running) with `ShuttingDown`. Idempotent."""
         with self.worker_lock:
-            if self.stop_event.is_set():
+            if self._stopped:
                 return
+            self._stopped = True
             self.stop_event.set()
         self.queue.close()
         self.paused_event.clear()
@@ -161,8 +168,9 @@ class BatchProcessor(Generic[T, U]):
         if worker is not None:
             worker.join(timeout)
         stuck = worker is not None and worker.is_alive()
-        if worker is None or stuck:
-            self._abort("the batch processor stopped before this item was processed")
+        # Whatever state the worker is in (done, stuck in the model, dead), nothing is left
+        # without an answer: a worker that drained normally leaves nothing to fail here.
+        self._abort("the batch processor stopped before this item was processed")
         if self._followup is not None:
             self._followup.close()
         self.shutdown_event.set()
@@ -176,15 +184,23 @@ class BatchProcessor(Generic[T, U]):
             self.executor.shutdown(wait=not stuck, cancel_futures=True)
         self.logger.info("batch processor stopped")
 
-    def _abort(self, reason: str) -> None:
+    def _abort(self, reason: str, error: type[Exception] = ShuttingDown) -> None:
         left = self.queue.abort()
-        self._fail(left, ShuttingDown(reason), REJECT_SHUTTING_DOWN)
+        self._fail(left, error(reason), REJECT_SHUTTING_DOWN)
         running = list(self._inflight)
-        if running:
-            self.logger.warning("%d item(s) still running at the drain deadline", len(running))
-            self._fail(running, ShuttingDown("the drain deadline passed while the model ran"))
+        if running and any(not e.future.done() for e in running if e.future is not None):
+            self.logger.warning("%d item(s) still running when the engine stopped", len(running))
+            self._fail(running, error("the engine stopped while the model ran this item"))
         # Set last: a worker it wakes (retry delay, batch interval) finds its callers answered.
         self._abort_event.set()
+
+    def abort(self, reason: str = "the server is exiting") -> None:
+        """Stop now: refuse new items and fail everything queued or running with
+        `ShuttingDown(reason)` at once (a running model call is not interrupted; its result is
+        dropped). For a second shutdown signal; `stop()` afterwards only joins the threads."""
+        self.stop_event.set()
+        self.paused_event.clear()
+        self._abort(reason)
 
     def pause(self) -> None:
         """Dispatch nothing new; queued items stay queued (their deadlines still apply)."""
@@ -285,6 +301,9 @@ class BatchProcessor(Generic[T, U]):
         *,
         wake: bool = True,
     ) -> None:
+        if self._failure is not None:
+            self._count_reject(REJECT_SHUTTING_DOWN, len(items))
+            raise EngineFailed(self._failure)
         if self.stop_event.is_set():
             self._count_reject(REJECT_SHUTTING_DOWN, len(items))
             raise ShuttingDown("the batch processor is shutting down")
@@ -356,16 +375,33 @@ class BatchProcessor(Generic[T, U]):
     # -- the worker -------------------------------------------------------------------------
 
     def _wrapped_worker_loop(self, runner: GroupRunner) -> None:
-        """Keep the worker alive: a crash fails the batch in hand and the loop restarts."""
-        while True:
-            try:
-                self._worker_loop(runner)
-                return
-            except Exception:
-                self.logger.exception("batch worker crashed; failing its batch and restarting")
-                self._fail(list(self._inflight), ShuttingDown("internal error in the batch worker"))
-                self._inflight = []
-                self.batch_ready_event.clear()
+        """Keep the worker alive: a crash fails the batch in hand and the loop restarts. If
+        the thread ends anyway before `stop()`, the engine fails closed (`_fail_closed`)."""
+        reason = "the batch worker thread exited unexpectedly"
+        try:
+            while True:
+                try:
+                    self._worker_loop(runner)
+                    return
+                except BaseException:
+                    failed = list(self._inflight)
+                    self._inflight = []
+                    self.batch_ready_event.clear()
+                    self._fail(failed, ShuttingDown("internal error in the batch worker"))
+                    self.logger.exception("batch worker crashed; failing its batch and restarting")
+        except BaseException as exc:  # the recovery itself failed: the thread ends here
+            reason = f"the batch worker thread died: {type(exc).__name__}: {exc}"
+        finally:
+            if not self.stop_event.is_set():
+                self._fail_closed(reason)
+
+    def _fail_closed(self, reason: str) -> None:
+        """The worker is gone for good: fail everything queued and everything submitted from
+        now on with `EngineFailed`, and report it through health (liveness false)."""
+        self._failure = reason
+        self._abort(reason, EngineFailed)
+        with contextlib.suppress(BaseException):  # logging may be what broke the worker
+            self.logger.error("engine failed closed: %s", reason)
 
     def _worker_loop(self, runner: GroupRunner) -> None:
         while True:
@@ -406,11 +442,12 @@ class BatchProcessor(Generic[T, U]):
                     self._fail(group, ShuttingDown("the batch processor stopped"))
                     continue
                 self._run_group(key, group, runner)
-        except Exception:
+        except BaseException:
             # No caller may be left waiting because the engine itself broke (an item that
-            # cannot be stacked, a MemoryError while stacking): fail what is not settled yet.
-            self.logger.exception("internal error in batch %d; failing its items", batch_id)
+            # cannot be stacked, a MemoryError while stacking): fail what is not settled yet,
+            # before anything else that could raise.
             self._fail(entries, ShuttingDown("internal error in the batch worker"))
+            self.logger.exception("internal error in batch %d; failing its items", batch_id)
         finally:
             self._inflight = []
             del self._active_batches[batch_id]
@@ -511,17 +548,26 @@ class BatchProcessor(Generic[T, U]):
 
     def _deadline_loop(self) -> None:
         while not self.shutdown_event.is_set():
-            self._reaper_wake.clear()
-            now = time.monotonic()
-            expired = self.queue.expire(now)
-            for entry in expired:
-                self._expire(entry, now)
-            upcoming = self.queue.next_deadline()
-            wait = None
-            if upcoming is not None:
-                # A far deadline (item_timeout=inf) must not overflow the wait and kill the reaper.
-                wait = min(max(0.0, upcoming - time.monotonic()), threading.TIMEOUT_MAX)
-            self._reaper_wake.wait(wait)
+            try:
+                self._expire_due()
+            except BaseException:
+                # Deadlines must keep being enforced whatever one pass ran into.
+                self.logger.exception("deadline reaper pass failed")
+                self._reaper_wake.wait(0.1)
+
+    def _expire_due(self) -> None:
+        """Fail the queued items whose deadline has passed, then sleep until the next one."""
+        self._reaper_wake.clear()
+        now = time.monotonic()
+        expired = self.queue.expire(now)
+        for entry in expired:
+            self._expire(entry, now)
+        upcoming = self.queue.next_deadline()
+        wait = None
+        if upcoming is not None:
+            # A far deadline (item_timeout=inf) must not overflow the wait and kill the reaper.
+            wait = min(max(0.0, upcoming - time.monotonic()), threading.TIMEOUT_MAX)
+        self._reaper_wake.wait(wait)
 
     def _health_check_loop(self) -> None:
         while not self.shutdown_event.wait(self.config.health_check_interval):
@@ -536,7 +582,8 @@ class BatchProcessor(Generic[T, U]):
         now = time.monotonic()
         worker = self.worker_thread
         snapshot = EngineSnapshot(
-            worker_alive=worker is not None and worker.is_alive(),
+            worker_alive=worker is not None and worker.is_alive() and self._failure is None,
+            failure=self._failure,
             batch_ages_s=[now - t for t in list(self._active_batches.values())],
             queue_size=len(self.queue),
             running=worker is not None and not self.stop_event.is_set(),
@@ -605,7 +652,11 @@ class BatchProcessor(Generic[T, U]):
     @property
     def is_running(self) -> bool:
         """Started and not stopped."""
-        return self.worker_thread is not None and not self.stop_event.is_set()
+        return (
+            self.worker_thread is not None
+            and not self.stop_event.is_set()
+            and self._failure is None
+        )
 
     @property
     def is_paused(self) -> bool:

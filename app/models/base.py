@@ -67,7 +67,7 @@ class LoadedModel:
             raw = self.predict_fn(batch)
         except BatchServeError:
             raise
-        except Exception as exc:
+        except BaseException as exc:  # a model's SystemExit is its own failure
             raise ModelError(f"model {self.name!r} failed: {type(exc).__name__}: {exc}") from exc
         result = self._shape_outputs(raw)
         arrays = result.values() if isinstance(result, dict) else (result,)

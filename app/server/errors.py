@@ -31,6 +31,7 @@ STATUS_TABLE: tuple[tuple[type[Exception], int], ...] = (
     (errors.QueueFull, 429),
     (errors.DeadlineExceeded, 504),
     (errors.ShuttingDown, 503),
+    (errors.EngineFailed, 503),
     (errors.NotReady, 503),
     (errors.ModelNotFound, 404),
     (errors.Unauthorized, 401),
@@ -58,7 +59,7 @@ def to_reply(exc: Exception, request_id: str = "") -> ErrorReply:
     headers: tuple[tuple[str, str], ...] = ()
     if isinstance(exc, errors.QueueFull):
         headers = (("retry-after", str(max(1, math.ceil(exc.retry_after_s)))),)
-    elif isinstance(exc, errors.ShuttingDown | errors.NotReady):
+    elif isinstance(exc, errors.ShuttingDown | errors.NotReady | errors.EngineFailed):
         headers = (("retry-after", "1"),)
     elif isinstance(exc, errors.Unauthorized):
         headers = (("www-authenticate", 'Bearer realm="batchserve-admin"'),)

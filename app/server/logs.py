@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+import threading
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -81,6 +82,27 @@ def configure_logging(fmt: LogFormat, level: str, secrets: Iterable[str] = ()) -
         logger = logging.getLogger(name)
         logger.handlers[:] = []
         logger.propagate = True
+    threading.excepthook = _log_thread_exception
+    sys.excepthook = _log_uncaught
+
+
+def _log_thread_exception(args: threading.ExceptHookArgs) -> None:
+    """Uncaught exceptions of threads go through logging (one JSON object per line in JSON
+    mode), not raw to stderr."""
+    if args.exc_type is SystemExit:
+        return
+    name = args.thread.name if args.thread is not None else "?"
+    logging.getLogger("batchserve").error(
+        "uncaught exception in thread %s",
+        name,
+        exc_info=(args.exc_type, args.exc_value or args.exc_type(), args.exc_traceback),
+    )
+
+
+def _log_uncaught(exc_type: type[BaseException], exc: BaseException, traceback: Any) -> None:
+    logging.getLogger("batchserve").critical(
+        "uncaught exception", exc_info=(exc_type, exc, traceback)
+    )
 
 
 class AccessLog:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import logging
 import sys
+import threading
 
 import orjson
 import pytest
@@ -58,3 +59,28 @@ def test_secrets_are_redacted_from_messages_arguments_and_tracebacks() -> None:
     text = JsonFormatter().format(record)
     assert "abc-secret" not in text
     assert "[redacted]" in text
+
+
+def test_an_uncaught_thread_exception_is_one_json_log_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(threading, "excepthook", threading.excepthook)  # restored afterwards
+    monkeypatch.setattr(sys, "excepthook", sys.excepthook)
+    configure_logging(LogFormat.JSON, "info", [])
+    stream = io.StringIO()
+    handler = logging.getLogger().handlers[0]
+    assert isinstance(handler, logging.StreamHandler)
+    handler.setStream(stream)
+
+    def boom() -> None:
+        raise ZeroDivisionError("in a thread")
+
+    try:
+        thread = threading.Thread(target=boom, name="batchserve-test-thread")
+        thread.start()
+        thread.join()
+    finally:
+        logging.getLogger().handlers.clear()
+    (line,) = [orjson.loads(text) for text in stream.getvalue().splitlines()]
+    assert "batchserve-test-thread" in line["message"]
+    assert "ZeroDivisionError: in a thread" in line["exc_info"]
