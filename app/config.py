@@ -8,6 +8,7 @@ project reads ``os.environ``.
 from __future__ import annotations
 
 import enum
+import os
 from typing import Any, Self
 
 from pydantic import Field, SecretStr, model_validator
@@ -40,6 +41,11 @@ class Settings(BaseSettings, BatchProcessorConfig):
         "",
         description="Model reference: 'pkg.module:attr' or a .onnx/.joblib/.pkl/.pt file;"
         " empty = the embedded digits classifier.",
+    )
+    model_path: str = Field(
+        "",
+        description="Directories searched first for a 'module:attr' model, separated by"
+        " ':' (then PYTHONPATH, installed packages and the working directory).",
     )
     model_name: str = Field(
         "", pattern=r"^[A-Za-z0-9_.-]*$", description="Served model name (default: derived)."
@@ -82,6 +88,11 @@ class Settings(BaseSettings, BatchProcessorConfig):
         ):
             raise ValueError("request_timeout_s must not exceed max_request_timeout_s")
         return self
+
+    @property
+    def model_search_path(self) -> list[str]:
+        """`model_path` as a list of directories."""
+        return [part for part in self.model_path.split(os.pathsep) if part.strip()]
 
     def engine_config(self) -> BatchProcessorConfig:
         """The engine's part of the settings."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from ..errors import ModelLoadError
@@ -25,7 +25,9 @@ FILE_LOADERS: dict[str, Callable[[Path, str], LoadedModel]] = {
 }
 
 
-def load_model(ref: str | None, name: str | None = None) -> LoadedModel:
+def load_model(
+    ref: str | None, name: str | None = None, search_path: Sequence[str] = ()
+) -> LoadedModel:
     """Load the model ``ref`` names, served as ``name``.
 
     ``ref`` is one of:
@@ -33,7 +35,8 @@ def load_model(ref: str | None, name: str | None = None) -> LoadedModel:
     - None or blank: the embedded digits classifier (default name ``"digits"``);
     - a path ending in ``.onnx``, ``.joblib``, ``.pkl`` or ``.pt`` (case-insensitive), whose
       suffix picks the loader; the default name is the file's stem;
-    - ``package.module:attr``; the default name is the last part of ``attr``.
+    - ``package.module:attr``; the default name is the last part of ``attr``; the module is
+      looked for in ``search_path`` first (see `load_python_ref`).
 
     Raises `ModelLoadError` with a message saying what to fix: a malformed reference, a
     missing file, an unsupported suffix, a missing optional runtime (naming the extra to
@@ -50,7 +53,7 @@ def load_model(ref: str | None, name: str | None = None) -> LoadedModel:
     if loader is not None:
         return loader(path, name or path.stem)
     if ":" in ref and not path.exists():
-        return load_python_ref(ref, name)
+        return load_python_ref(ref, name, search_path)
     if path.is_file():
         raise ModelLoadError(
             f"unsupported model file {ref!r}: the suffix must be one of {sorted(FILE_LOADERS)}"

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import os
 import re
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Sequence
 from typing import TypeGuard
 
 from ..errors import ModelLoadError
@@ -17,22 +19,30 @@ PYTHON_PLATFORM = "batchserve_python"
 _MODULE_RE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
 
 
-def load_python_ref(ref: str, name: str | None = None) -> LoadedModel:
+def load_python_ref(
+    ref: str, name: str | None = None, search_path: Sequence[str] = ()
+) -> LoadedModel:
     """Import ``package.module:attr`` and turn the attribute into a `LoadedModel`.
 
     ``attr`` may be dotted (``mod:Holder.model``). The served name defaults to the last part
-    of ``attr``. The module must be importable (installed, or on ``PYTHONPATH``). Raises
-    `ModelLoadError` on a malformed reference, an import failure or a missing attribute.
+    of ``attr``. The module is looked for in ``search_path`` (``BATCHSERVE_MODEL_PATH``) first,
+    then wherever Python looks (``PYTHONPATH``, installed packages), then in the working
+    directory.
+    Raises `ModelLoadError` on a malformed reference, an import failure or a missing attribute.
     """
     module_name, _, attr_path = ref.partition(":")
     if not _MODULE_RE.match(module_name) or not attr_path or not _MODULE_RE.match(attr_path):
         raise ModelLoadError(f"bad model reference {ref!r}: expected 'package.module:attr'")
+    extend_search_path(search_path)
+    if os.getcwd() not in sys.path:
+        sys.path.append(os.getcwd())
     try:
         target: object = importlib.import_module(module_name)
     except Exception as exc:
         raise ModelLoadError(
             f"cannot import module {module_name!r} for model {ref!r}: "
-            f"{type(exc).__name__}: {exc} (is it installed or on PYTHONPATH?)"
+            f"{type(exc).__name__}: {exc} (searched BATCHSERVE_MODEL_PATH, PYTHONPATH,"
+            " installed packages and the working directory)"
         ) from exc
     for part in attr_path.split("."):
         try:
@@ -40,6 +50,14 @@ def load_python_ref(ref: str, name: str | None = None) -> LoadedModel:
         except AttributeError:
             raise ModelLoadError(f"model reference {ref!r}: {part!r} not found") from None
     return model_from_object(target, name or attr_path.rsplit(".", 1)[-1])
+
+
+def extend_search_path(directories: Sequence[str]) -> None:
+    """Put ``directories`` first on ``sys.path`` (in order), once each."""
+    for directory in reversed([os.path.abspath(d) for d in directories if d]):
+        if directory in sys.path:
+            sys.path.remove(directory)
+        sys.path.insert(0, directory)
 
 
 def model_from_object(target: object, name: str, platform: str = PYTHON_PLATFORM) -> LoadedModel:

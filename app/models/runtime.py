@@ -27,6 +27,7 @@ def import_runtime(module: str, extra: str, purpose: str) -> ModuleType:
         return importlib.import_module(module)
     except ImportError as exc:
         raise ModelLoadError(
-            f"{purpose} needs {module}, which is not installed: "
-            f"pip install 'batchserve[{extra}]' ({exc})"
+            f"{purpose} needs {module}, which is not installed here ({exc}). Install batchserve"
+            f" with its '{extra}' extra: from a clone, pip install '.[{extra}]'; for the"
+            f" container image, build it with --build-arg EXTRAS={extra} (deploy/README.md)"
         ) from exc

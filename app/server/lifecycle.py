@@ -21,7 +21,10 @@ async def start_service(state: ServiceState) -> None:
     model = state.model
     if model is None:
         model = await asyncio.to_thread(
-            load_model, settings.model or None, settings.model_name or None
+            load_model,
+            settings.model or None,
+            settings.model_name or None,
+            settings.model_search_path,
         )
     load_time = time.perf_counter() - begin
     state.metrics.set_model_loaded(model.name, model.platform, load_time)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -124,3 +127,28 @@ def test_ufunc_without_a_signature_is_a_batch_function() -> None:
 def test_bad_references_raise_model_load_error(ref: str, message: str) -> None:
     with pytest.raises(ModelLoadError, match=message):
         load_model(ref)
+
+
+def _write_model(directory: Path, module: str) -> None:
+    (directory / f"{module}.py").write_text(
+        "import numpy as np\n\ndef triple(batch):\n    return np.asarray(batch) * 3\n"
+    )
+
+
+def test_a_module_in_the_model_path_is_found(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    _write_model(tmp_path, "path_searched_model")
+    model = load_model("path_searched_model:triple", search_path=[str(tmp_path)])
+    assert as_array(model.predict_batch(np.ones((1, 2)))).tolist() == [[3.0, 3.0]]
+
+
+def test_a_module_in_the_working_directory_is_found_without_pythonpath(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", ".")])
+    monkeypatch.chdir(tmp_path)
+    _write_model(tmp_path, "cwd_model")
+    model = load_model("cwd_model:triple")
+    assert model.name == "triple"
