@@ -18,7 +18,7 @@ if TYPE_CHECKING:
         BatchProcessor,
         BatchProcessorConfig,
     )
-    from .client import AsyncClient, Client, PredictError
+    from .client import AsyncClient, Client, ClientError, PredictError, TransportError
 
 _EXPORTS = {
     "BatchPriority": ".batching",
@@ -27,7 +27,9 @@ _EXPORTS = {
     "BatchProcessorConfig": ".batching",
     "AsyncClient": ".client",
     "Client": ".client",
+    "ClientError": ".client",
     "PredictError": ".client",
+    "TransportError": ".client",
 }
 __all__ = [
     "AsyncClient",
@@ -36,7 +38,9 @@ __all__ = [
     "BatchProcessor",
     "BatchProcessorConfig",
     "Client",
+    "ClientError",
     "PredictError",
+    "TransportError",
     "__version__",
 ]
 

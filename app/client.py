@@ -7,14 +7,19 @@
         predictions = await client.predict(np.zeros((8, 64), np.float32))
 
 With ``wire="msgpack"`` an ndarray travels as one binary tensor (no per-number encoding), and
-array predictions come back as ndarrays. Errors raise `PredictError` with the server's status,
-code and message.
+array predictions come back as ndarrays: every binary or msgpack-numpy tensor map in the
+answer, at any depth (say a list of dicts of named outputs), becomes a read-only ndarray.
+
+Every failure raises a `ClientError`: `PredictError` when the server answered with an error
+(its status, code and message), `TransportError` when no answer came back (connection refused
+or lost, timeout, broken HTTP), with the httpx exception as its cause.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any, Final, Literal
 
 import httpx
 import msgpack
@@ -24,9 +29,18 @@ import orjson
 Wire = Literal["json", "msgpack"]
 Priority = Literal["high", "normal", "low"]
 _MEDIA = {"json": "application/json", "msgpack": "application/msgpack"}
+_TENSOR_KINDS: Final = "biufc"  # bool, integers, floats, complex: nothing that needs pickle
 
 
-class PredictError(Exception):
+class ClientError(Exception):
+    """Base of every error the client raises; raised as such for an answer it cannot read."""
+
+
+class TransportError(ClientError):
+    """No answer came back: connection refused or lost, timeout, or broken HTTP."""
+
+
+class PredictError(ClientError):
     """The server answered with an error."""
 
     def __init__(self, status: int, code: str, message: str, retry_after: str | None) -> None:
@@ -51,19 +65,58 @@ def encode_request(instances: Any, wire: Wire) -> bytes:
 
 
 def decode_response(response: httpx.Response) -> list[Any] | np.ndarray:
-    """The predictions of a successful response; raises `PredictError` otherwise."""
+    """The predictions of a successful response, tensor maps decoded into ndarrays.
+
+    Raises:
+        PredictError: the response is an error.
+        ClientError: a success whose body is not a predictions document.
+    """
     if response.status_code != 200:
         raise _error(response)
     content_type = response.headers.get("content-type", "")
-    if "msgpack" in content_type:
-        doc = msgpack.unpackb(response.content, raw=False)
-    else:
-        doc = orjson.loads(response.content)
-    predictions = doc["predictions"]
-    if isinstance(predictions, dict) and {"dtype", "shape", "data"} <= predictions.keys():
-        dtype = np.dtype(predictions["dtype"])
-        return np.frombuffer(predictions["data"], dtype=dtype).reshape(predictions["shape"])
-    return list(predictions)
+    try:
+        if "msgpack" in content_type:
+            doc = msgpack.unpackb(response.content, raw=False, object_hook=_from_tensor_map)
+        else:
+            doc = orjson.loads(response.content)
+    except (ValueError, TypeError, RecursionError, msgpack.UnpackException) as exc:
+        raise ClientError(f"cannot read the server's answer: {exc}") from exc
+    predictions = doc.get("predictions") if isinstance(doc, dict) else None
+    if not isinstance(predictions, list | np.ndarray):
+        raise ClientError("the server's answer holds no 'predictions' list or tensor")
+    return predictions
+
+
+def _from_tensor_map(m: dict[Any, Any]) -> Any:
+    """`m` as an ndarray (or numpy scalar) when it is a binary or msgpack-numpy tensor map,
+    else `m` itself. Raises `ValueError` for a tensor map that does not decode."""
+    if not 3 <= len(m) <= 5:
+        return m
+    fields = {k.decode("utf-8", "replace") if type(k) is bytes else k: v for k, v in m.items()}
+    array: np.ndarray | None = None
+    if fields.keys() == {"dtype", "shape", "data"}:
+        array = _array(fields["data"], fields["dtype"], fields["shape"])
+    elif fields.keys() in ({"nd", "type", "data"}, {"nd", "type", "kind", "shape", "data"}):
+        if fields.get("kind", b"") not in (b"", ""):
+            raise ValueError("an object or structured msgpack-numpy array (never unpickled)")
+        if fields["nd"] is True:
+            array = _array(fields["data"], fields["type"], fields["shape"])
+        elif fields["nd"] is False:
+            scalar = _array(fields["data"], fields["type"], [])
+            return m if scalar is None else scalar[()]
+    return m if array is None else array
+
+
+def _array(data: Any, dtype_name: Any, shape: Any) -> np.ndarray | None:
+    """A read-only view of `data`; None unless the fields have a tensor map's types."""
+    if type(dtype_name) is bytes:
+        dtype_name = dtype_name.decode("ascii", "replace")
+    if type(data) is not bytes or type(dtype_name) is not str or type(shape) is not list:
+        return None
+    dtype = np.dtype(dtype_name)
+    if dtype.kind not in _TENSOR_KINDS:
+        raise ValueError(f"a tensor of unsupported dtype {dtype_name[:20]!r}")
+    return np.frombuffer(data, dtype=dtype).reshape(shape)
 
 
 def _error(response: httpx.Response) -> PredictError:
@@ -85,6 +138,28 @@ def _plain(value: Any) -> Any:
     return value
 
 
+@contextmanager
+def _transport(timeout_s: float) -> Iterator[None]:
+    """Turn httpx's request errors (no answer came back) into `TransportError`."""
+    try:
+        yield
+    except httpx.RequestError as exc:
+        raise TransportError(_no_answer(exc, timeout_s)) from exc
+
+
+def _no_answer(exc: httpx.RequestError, timeout_s: float) -> str:
+    try:
+        target = f"{exc.request.method} {exc.request.url}"
+    except RuntimeError:  # httpx raised it before the request was built
+        target = "the request"
+    detail = str(exc) or type(exc).__name__
+    if isinstance(exc, httpx.ConnectError):
+        return f"{target}: cannot connect to the server: {detail}"
+    if isinstance(exc, httpx.TimeoutException):
+        return f"{target}: no answer within the client timeout of {timeout_s:g} s ({detail})"
+    return f"{target}: the exchange failed: {type(exc).__name__}: {detail}"
+
+
 def _headers(wire: Wire, priority: Priority | None, timeout_s: float | None) -> dict[str, str]:
     headers = {"content-type": _MEDIA[wire], "accept": _MEDIA[wire]}
     if priority is not None:
@@ -97,9 +172,17 @@ def _headers(wire: Wire, priority: Priority | None, timeout_s: float | None) -> 
 class Client:
     """Blocking client (one connection pool; use as a context manager or call `close`)."""
 
-    def __init__(self, base_url: str, *, wire: Wire = "json", timeout_s: float = 60.0) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        wire: Wire = "json",
+        timeout_s: float = 60.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
         self.wire: Wire = wire
-        self._http = httpx.Client(base_url=base_url, timeout=timeout_s)
+        self._timeout_s = timeout_s
+        self._http = httpx.Client(base_url=base_url, timeout=timeout_s, transport=transport)
 
     def predict(
         self,
@@ -108,12 +191,19 @@ class Client:
         priority: Priority | None = None,
         timeout_s: float | None = None,
     ) -> list[Any] | np.ndarray:
-        """Predictions for `instances`, one per row, in order."""
-        response = self._http.post(
-            "/predict",
-            content=encode_request(instances, self.wire),
-            headers=_headers(self.wire, priority, timeout_s),
-        )
+        """Predictions for `instances`, one per row, in order.
+
+        Raises:
+            PredictError: the server refused or failed the request.
+            TransportError: no answer came back.
+            ClientError: the answer could not be read.
+        """
+        with _transport(self._timeout_s):
+            response = self._http.post(
+                "/predict",
+                content=encode_request(instances, self.wire),
+                headers=_headers(self.wire, priority, timeout_s),
+            )
         return decode_response(response)
 
     def close(self) -> None:
@@ -139,6 +229,7 @@ class AsyncClient:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.wire: Wire = wire
+        self._timeout_s = timeout_s
         self._http = httpx.AsyncClient(base_url=base_url, timeout=timeout_s, transport=transport)
 
     async def predict(
@@ -148,12 +239,19 @@ class AsyncClient:
         priority: Priority | None = None,
         timeout_s: float | None = None,
     ) -> list[Any] | np.ndarray:
-        """Predictions for `instances`, one per row, in order."""
-        response = await self._http.post(
-            "/predict",
-            content=encode_request(instances, self.wire),
-            headers=_headers(self.wire, priority, timeout_s),
-        )
+        """Predictions for `instances`, one per row, in order.
+
+        Raises:
+            PredictError: the server refused or failed the request.
+            TransportError: no answer came back.
+            ClientError: the answer could not be read.
+        """
+        with _transport(self._timeout_s):
+            response = await self._http.post(
+                "/predict",
+                content=encode_request(instances, self.wire),
+                headers=_headers(self.wire, priority, timeout_s),
+            )
         return decode_response(response)
 
     async def aclose(self) -> None:

@@ -54,7 +54,31 @@ class Settings(BaseSettings, BatchProcessorConfig):
         None, description="Bearer token for /admin routes; unset = admin disabled."
     )
     max_body_bytes: int = Field(
-        16 * 1024 * 1024, ge=1024, description="Largest accepted request body (bytes)."
+        16 * 1024 * 1024,
+        ge=1024,
+        description="Largest accepted request body (bytes); bodies decoded value by value"
+        " (JSON, msgpack lists) may be a quarter of it.",
+    )
+    max_header_bytes: int = Field(
+        32 * 1024,
+        ge=1024,
+        le=1024 * 1024,
+        description="Largest request line plus headers (bytes); 431 and close past it.",
+    )
+    header_timeout_s: float = Field(
+        10.0, gt=0, description="Time a client has to send a request's headers (s); 408 past it."
+    )
+    body_timeout_s: float = Field(
+        30.0, gt=0, description="Longest pause while a request body arrives (s); 408 past it."
+    )
+    keep_alive_timeout_s: float = Field(
+        5.0, gt=0, description="How long an idle keep-alive connection stays open (s)."
+    )
+    max_connections: int = Field(
+        0,
+        ge=0,
+        description="Open connections at most; idle ones are closed to make room, else new"
+        " ones get 503 (0 = derived from the open-file limit).",
     )
     request_timeout_s: float | None = Field(
         30.0, gt=0, description="Default per-request deadline (s); None = none."

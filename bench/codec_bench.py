@@ -1,4 +1,4 @@
-"""Micro-benchmark of the ``/predict`` wire codecs (``batchserve.server.codecs``).
+"""Micro-benchmark of the ``/predict`` wire codecs (``batchserve.server.wire.codecs``).
 
 Times ``decode_predict`` (with the model dtype float32) and ``encode_predict`` of the decoded
 batch for 1 and 64 rows of 256 float32, in every format and tensor style, and prints
@@ -27,7 +27,7 @@ import orjson
 # Runnable as a plain script from anywhere: the repository root holds the `app` package.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from batchserve.server.codecs import (
+from batchserve.server.wire.codecs import (
     TensorStyle,
     WireFormat,
     decode_predict,

@@ -189,7 +189,7 @@ class BatchProcessor(Generic[T, U]):
         self._fail(left, error(reason), REJECT_SHUTTING_DOWN)
         running = list(self._inflight)
         if running and any(not e.future.done() for e in running if e.future is not None):
-            self.logger.warning("%d item(s) still running when the engine stopped", len(running))
+            self.logger.warning("%d item(s) still running at the drain deadline", len(running))
             self._fail(running, error("the engine stopped while the model ran this item"))
         # Set last: a worker it wakes (retry delay, batch interval) finds its callers answered.
         self._abort_event.set()

@@ -2,9 +2,11 @@
 
 Cast policy (declared dtype D, received dtype R):
 
-- R casts to D safely in numpy's sense (int32 -> int64, float32 -> float64, bool -> float32):
-  accepted.
-- integers -> any float or complex: accepted (JSON numbers arrive as int64 or float64).
+- R casts to D safely in numpy's sense (int32 -> int64, float32 -> float64): accepted.
+- booleans -> a numeric D that is not bool: refused (true is not a number; a model that takes
+  flags declares a bool input).
+- integers -> any float or complex: accepted (JSON numbers arrive as int64 or float64) unless a
+  value overflows the target (70000 for float16).
 - wider float -> narrower float (float64 -> float32): accepted unless a finite value overflows.
 - float -> integer, or integer -> narrower integer: accepted only when every value is exactly
   representable (finite, integral, in range); anything lossy is refused.
@@ -74,13 +76,11 @@ def cast_checked(label: str, array: Array, target: np.dtype[Any]) -> Array:
         if source.kind not in _TEXT_KINDS:
             raise InvalidInput(f"{label}: expected {_describe(target)}, got {_describe(source)}")
         return array.astype(target)
-    if source.kind not in _NUMERIC_KINDS:
+    if source.kind not in _NUMERIC_KINDS or (source.kind == "b" and target.kind != "b"):
         raise InvalidInput(f"{label}: expected {_describe(target)}, got {_describe(source)}")
     if np.can_cast(source, target, "safe"):
         return array.astype(target)
-    if source.kind in "iu" and target.kind in "fc":
-        return array.astype(target)
-    if source.kind == "f" and target.kind in "fc":
+    if source.kind in "iuf" and target.kind in "fc":  # integers or wider floats
         return _narrow_float(label, array, target)
     if source.kind in "iuf" and target.kind in "iu":
         return _to_integer(label, array, target)
@@ -88,7 +88,7 @@ def cast_checked(label: str, array: Array, target: np.dtype[Any]) -> Array:
 
 
 def _narrow_float(label: str, array: Array, target: np.dtype[Any]) -> Array:
-    with np.errstate(over="ignore"):
+    with np.errstate(over="ignore", invalid="ignore"):
         cast = array.astype(target)
     if (np.isfinite(array) & ~np.isfinite(cast)).any():
         raise InvalidInput(f"{label}: values out of range for {_describe(target)}")

@@ -14,13 +14,13 @@ from ..config import Settings
 from ..errors import BatchServeError, InvalidInput
 from ..metrics import Metrics
 from ..models import LoadedModel
+from .docs import install_docs
+from .doors.asgi import ServiceMiddleware
 from .errors import to_reply
 from .lifecycle import drain_service, start_service
-from .middleware import ServiceMiddleware
 from .responses import JSONResponse
-from .routes import admin, health, observe, predict
+from .routes import admin, health, observe, predict, v2
 from .state import ServiceState
-from .v2 import routes as v2_routes
 
 DESCRIPTION = """Dynamic-batching inference server. Concurrent requests are coalesced into one
 model call per batch; each caller gets exactly its own rows back.
@@ -52,6 +52,7 @@ def create_app(
             yield
         finally:
             await drain_service(state)
+            middleware.service.close()
 
     api = FastAPI(
         title="batchserve",
@@ -59,15 +60,22 @@ def create_app(
         description=DESCRIPTION,
         lifespan=lifespan,
         default_response_class=JSONResponse,
+        docs_url=None,
+        redoc_url=None,
+        # A redirect would echo the client's Host header back in Location.
+        redirect_slashes=False,
     )
+    install_docs(api)
     api.state.service = state
-    for module in (predict, health, observe, admin, v2_routes):
+    for module in (predict, health, observe, admin, v2):
         api.include_router(module.router)
     api.add_exception_handler(BatchServeError, _handle_error)
     api.add_exception_handler(RequestValidationError, _handle_validation)
     api.add_exception_handler(HTTPException, _handle_http)
     api.add_exception_handler(Exception, _handle_error)
-    return ServiceMiddleware(api, state)
+    middleware = ServiceMiddleware(api, state)
+    api.state.inference = middleware.service
+    return middleware
 
 
 def _error_response(exc: Exception, request: Request) -> JSONResponse:

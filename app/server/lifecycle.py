@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
+import threading
 import time
+from collections.abc import Callable
 
 from ..batching import BatchProcessor
 from ..models import load_model
@@ -48,10 +51,13 @@ async def start_service(state: ServiceState) -> None:
     logger.info("serving model %r (%s), loaded in %.2fs", model.name, model.platform, load_time)
 
 
-async def drain_service(state: ServiceState) -> None:
-    """Report not-ready, keep serving for the grace window, then stop admitting (new
-    requests get 503) and answer every accepted request within `drain_timeout_s` (what is
-    still queued then gets a shutting-down error). Idempotent."""
+async def drain_service(
+    state: ServiceState, stop_accepting: Callable[[], None] | None = None
+) -> None:
+    """Report not-ready and keep serving for the grace window; then stop accepting
+    connections (`stop_accepting`), make every answer close its connection, stop admitting
+    (new requests get 503) and answer every accepted request within `drain_timeout_s` (what
+    is still queued then gets a shutting-down error). Idempotent."""
     if state.phase in (Phase.DRAINING, Phase.STOPPED):
         return
     settings = state.settings
@@ -59,10 +65,35 @@ async def drain_service(state: ServiceState) -> None:
     logger.info("draining: readiness is now 503")
     if settings.shutdown_grace_s > 0:
         await asyncio.sleep(settings.shutdown_grace_s)
+    if stop_accepting is not None:
+        stop_accepting()
+    state.closing = True
     processor = state.processor
     if processor is not None:
         pending = len(processor)
         logger.info("stopping the engine: %d queued item(s) to finish", pending)
-        await asyncio.to_thread(processor.stop, settings.drain_timeout_s)
+        await in_daemon_thread(processor.stop, settings.drain_timeout_s)
     state.set_phase(Phase.STOPPED)
     logger.info("drained")
+
+
+async def in_daemon_thread(fn: Callable[[float], None], arg: float) -> None:
+    """Run ``fn(arg)`` on a daemon thread and await it. Unlike `asyncio.to_thread`, a process
+    told to exit at once does not wait for it at interpreter exit (a model may hold it)."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[None] = loop.create_future()
+
+    def run() -> None:
+        try:
+            fn(arg)
+        finally:
+            with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits
+                loop.call_soon_threadsafe(_set_done, done)
+
+    threading.Thread(target=run, name="batchserve-drain", daemon=True).start()
+    await done
+
+
+def _set_done(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)

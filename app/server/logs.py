@@ -105,6 +105,16 @@ def _log_uncaught(exc_type: type[BaseException], exc: BaseException, traceback: 
     )
 
 
+def escape(text: str) -> str:
+    """`text` with control characters, other unprintable ones and spaces written as escapes
+    (``\\n``, ``\\x1b``, ``\\x20``), so text a client sent cannot start a forged log line."""
+    return "".join(ch if ch.isprintable() and ch != " " else _escaped(ch) for ch in text)
+
+
+def _escaped(ch: str) -> str:
+    return "\\x20" if ch == " " else ch.encode("unicode_escape").decode("ascii")
+
+
 class AccessLog:
     """One line per request, formatted directly and written once per event-loop tick.
 
@@ -129,6 +139,8 @@ class AccessLog:
         stamp = self._stamp
         millis = int(now * 1000) % 1000
         duration_ms = round(duration_s * 1e3, 3)
+        if not path.isprintable() or " " in path:
+            path = escape(path)
         message = f"{method} {path} {status} {duration_ms:.2f}ms id={rid}"
         if self._json:
             line = orjson.dumps(

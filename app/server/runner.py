@@ -1,35 +1,50 @@
-"""Running the app under uvicorn with a drain-aware SIGTERM/SIGINT."""
+"""Running the app under uvicorn, with the shutdown operators expect.
+
+First SIGTERM, SIGINT or SIGHUP: readiness turns 503 and the service keeps serving for
+`shutdown_grace_s`; then it stops accepting connections, every answer closes its connection,
+the engine stops admitting (503) and finishes what it accepted within `drain_timeout_s`, and
+uvicorn closes the connections left. A second signal answers everything still queued or
+running with 503 and exits within about a second; a third exits at once.
+
+uvicorn internals used here (besides the protocol's, listed in
+`batchserve.server.doors.uvicorn`): ``Server.handle_exit``, ``capture_signals``,
+``should_exit``, ``force_exit``, ``started``, ``servers`` and ``config``.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import math
+import signal
 import socket
+import threading
+from collections.abc import Iterator
 from types import FrameType
 
 import uvicorn
 
 from ..config import Settings
 from .app import create_app
+from .doors.uvicorn import protocol_for
 from .lifecycle import drain_service
-from .middleware import ServiceMiddleware
 from .state import ServiceState
 
 logger = logging.getLogger("batchserve.server")
 LATE_REQUEST_WINDOW_S = 0.2
+EXIT_NOW_GRACE_S = 1
 
 
 class DrainingServer(uvicorn.Server):
-    """On the first SIGTERM/SIGINT: readiness 503, grace window, drain the engine (every
-    accepted request answered), then let uvicorn close. A second signal exits at once."""
+    """uvicorn's server with the shutdown of the module docstring."""
 
     def __init__(self, config: uvicorn.Config, state: ServiceState) -> None:
         super().__init__(config)
         self.service = state
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._draining = False
+        self._signals = 0
         self._drain_task: asyncio.Task[None] | None = None
 
     async def serve(self, sockets: list[object] | None = None) -> None:  # type: ignore[override]
@@ -41,25 +56,60 @@ class DrainingServer(uvicorn.Server):
         if self.started:
             freeze_startup_objects()
 
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        with super().capture_signals():
+            if threading.current_thread() is not threading.main_thread():
+                yield
+                return
+            previous = signal.signal(signal.SIGHUP, self.handle_exit)
+            try:
+                yield
+            finally:
+                signal.signal(signal.SIGHUP, previous)
+
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        if self._draining or self._loop is None or not self.started:
+        loop = self._loop
+        if loop is None or not self.started:
             super().handle_exit(sig, frame)
             return
-        self._draining = True
-        logger.info("signal %d: draining before exit", sig)
-        self._loop.call_soon_threadsafe(self._start_drain)
+        self._signals += 1
+        if self._signals == 1:
+            logger.info("signal %d: draining before exit", sig)
+            loop.call_soon_threadsafe(self._start_drain)
+        elif self._signals == 2:
+            logger.warning("signal %d again: answering what is left with 503 and exiting", sig)
+            loop.call_soon_threadsafe(self._exit_now)
+        else:
+            self.force_exit = self.should_exit = True
 
     def _start_drain(self) -> None:
         self._drain_task = asyncio.ensure_future(self._drain_then_exit())
 
     async def _drain_then_exit(self) -> None:
         try:
-            await drain_service(self.service)
-            # Requests on connections accepted a moment ago may still be in transit: let them
-            # arrive and be answered (503) before uvicorn closes every idle connection.
+            await drain_service(self.service, self.stop_accepting)
+            # Requests already on their way over open connections: let them arrive and be
+            # answered (503, connection: close) before uvicorn closes the idle connections.
             await asyncio.sleep(LATE_REQUEST_WINDOW_S)
         finally:
             self.should_exit = True
+
+    def _exit_now(self) -> None:
+        self.stop_accepting()
+        self.service.closing = True
+        processor = self.service.processor
+        if processor is not None:
+            processor.abort("the server is exiting: a second shutdown signal arrived")
+        self.config.timeout_graceful_shutdown = EXIT_NOW_GRACE_S
+        if self._drain_task is not None:
+            self._drain_task.cancel()
+        self.should_exit = True
+
+    def stop_accepting(self) -> None:
+        """Close the listening sockets: new connections are refused from now on."""
+        for server in getattr(self, "servers", ()):
+            server.close()
 
 
 def freeze_startup_objects() -> None:
@@ -70,15 +120,6 @@ def freeze_startup_objects() -> None:
     gc.freeze()
 
 
-def http_protocol(app: ServiceMiddleware) -> type[asyncio.Protocol] | str:
-    """The protocol that serves plain `POST /predict` itself; uvicorn's choice without httptools."""
-    try:
-        from .protocol import protocol_for
-    except ImportError:  # httptools is missing: uvicorn falls back to h11
-        return "auto"
-    return protocol_for(app)
-
-
 def serve(settings: Settings) -> None:
     """Serve until a signal ends the drain."""
     app = create_app(settings)
@@ -86,7 +127,7 @@ def serve(settings: Settings) -> None:
         app,
         host=settings.host,
         port=settings.port,
-        http=http_protocol(app) if settings.fast_path else "auto",
+        http=protocol_for(app),
         log_config=None,
         access_log=False,
         lifespan="on",

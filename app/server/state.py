@@ -35,6 +35,8 @@ class ServiceState:
     phase: Phase = Phase.STARTING
     started_at: float = field(default_factory=time.monotonic)
     counters: Counter[str] = field(default_factory=Counter)
+    #: Shutting down past the grace window: no new connections, every answer closes its own.
+    closing: bool = False
 
     @property
     def ready(self) -> bool:

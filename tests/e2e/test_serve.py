@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_digits
 
-from batchserve.client import Client, PredictError
+from batchserve.client import Client, PredictError, TransportError
 from batchserve.models import load_model
 from tests.e2e.support import running_server
 
@@ -93,8 +93,6 @@ def attempt(url: str, i: int) -> str:
             (prediction,) = client.predict([row])
     except PredictError as exc:
         return f"http-{exc.status}"
-    except httpx.ConnectError:
-        return "refused"
-    except httpx.TransportError as exc:
-        return f"lost:{type(exc).__name__}"
+    except TransportError as exc:
+        return "refused" if isinstance(exc.__cause__, httpx.ConnectError) else f"lost:{exc}"
     return "ok" if prediction == [2.0 * i] * 4 else "wrong"

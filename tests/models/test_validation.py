@@ -45,12 +45,17 @@ def test_variable_dims_accept_any_size() -> None:
         model.validate_row(np.zeros((5, 4), dtype=np.float32))
 
 
-@pytest.mark.parametrize("source", [np.int64, np.float64, np.int32, np.uint8, np.bool_])
+@pytest.mark.parametrize("source", [np.int64, np.float64, np.int32, np.uint8])
 def test_json_numbers_are_cast_to_declared_float32(source: Any) -> None:
     row = PIXELS.validate_row(np.ones(64, dtype=source))
     assert isinstance(row, np.ndarray)
     assert row.dtype == np.float32
     assert np.all(row == 1)
+
+
+def test_booleans_are_not_numbers() -> None:
+    with pytest.raises(InvalidInput, match="expected float32, got bool"):
+        PIXELS.validate_row(np.ones(64, dtype=np.bool_))
 
 
 def test_python_lists_are_accepted() -> None:

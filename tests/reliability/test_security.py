@@ -218,9 +218,8 @@ def test_oversized_bodies_are_refused_before_they_are_read_whole(tmp_path: Path)
         log = svc.log()
 
     for route, how, status, elapsed in results:
-        # The V2 protocol answers every refused request 400; a declared length is refused
-        # before any route, in the service's own terms.
-        expected = 400 if "/v2/" in route and how == "chunked" else 413
+        # The V2 protocol answers every refused request 400, a declared length included.
+        expected = 400 if "/v2/" in route else 413
         assert status == expected, (route, how, status)
         assert elapsed < REFUSED_QUICKLY_S, (route, how, elapsed)
     assert fine[0] == 200

@@ -15,7 +15,7 @@ from batchserve.config import Settings
 from batchserve.metrics import Metrics
 from batchserve.models import LoadedModel, TensorSpec
 from batchserve.server.app import create_app
-from batchserve.server.middleware import ServiceMiddleware
+from batchserve.server.doors.asgi import ServiceMiddleware
 
 POISON = -1.0
 

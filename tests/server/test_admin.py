@@ -45,6 +45,8 @@ async def test_admin_refuses_missing_or_wrong_tokens(settings, headers, status) 
         assert response.status_code == status
         assert TOKEN not in response.text
         assert not app.state.processor.is_paused
+    if status == 401:
+        assert response.headers["www-authenticate"].startswith("Bearer ")
 
 
 async def test_pause_holds_requests_and_resume_releases_them(settings) -> None:
@@ -78,6 +80,69 @@ async def test_batch_size_can_be_read_and_set(settings) -> None:
         assert "max_batch_size" in too_big.json()["error"]
         not_a_number = await client.put("/admin/batch-size", headers=AUTH, json={"batch_size": "x"})
         assert not_a_number.status_code == 422
+
+
+@pytest.mark.parametrize(
+    "body", [b"", b"{", b"batch_size=5", b'{"batch_size": 5', b"[5]", b"5", b'"5"', b"null"]
+)
+async def test_batch_size_refuses_a_body_that_is_not_a_json_object_with_400(settings, body) -> None:
+    async with serving(settings) as (_, client):
+        before = (await client.get("/admin/batch-size", headers=AUTH)).json()
+        response = await client.put(
+            "/admin/batch-size",
+            headers={**AUTH, "content-type": "application/json"},
+            content=body,
+        )
+        after = (await client.get("/admin/batch-size", headers=AUTH)).json()
+    assert response.status_code == 400
+    assert response.json()["code"] == "malformed_request"
+    assert after == before
+
+
+@pytest.mark.parametrize(
+    ("body", "named"),
+    [
+        ({"batch_size": 5, "batch_sise": 6}, "batch_sise"),
+        ({"batch_size": 5, "max_batch_size": 64}, "max_batch_size"),
+        ({"batch_size": 5, "min_batch_size": 1}, "min_batch_size"),
+        ({"target": 5}, "target"),
+        ({}, "batch_size"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"batch_size": [5]}, "batch_size"),
+    ],
+)
+async def test_batch_size_refuses_unknown_or_bad_fields_naming_them(settings, body, named) -> None:
+    async with serving(settings) as (_, client):
+        before = (await client.get("/admin/batch-size", headers=AUTH)).json()
+        response = await client.put("/admin/batch-size", headers=AUTH, json=body)
+        after = (await client.get("/admin/batch-size", headers=AUTH)).json()
+    assert response.status_code == 422
+    assert response.json()["code"] == "invalid_input"
+    assert named in response.json()["error"]
+    assert after == before
+
+
+@pytest.mark.parametrize(
+    ("configured", "headers", "status"),
+    [
+        (TOKEN, {}, 401),
+        (TOKEN, {"authorization": "Bearer wrong"}, 403),
+        (None, AUTH, 403),
+    ],
+)
+async def test_batch_size_body_is_read_only_after_the_token_is_accepted(
+    configured, headers, status
+) -> None:
+    bodies = (b"{", b'{"bogus": 1}', b'{"batch_size": 5}')
+    async with serving(Settings(admin_token=configured)) as (app, client):
+        before = app.state.processor.current_batch_size
+        statuses = [
+            (await client.put("/admin/batch-size", headers=headers, content=body)).status_code
+            for body in bodies
+        ]
+        after = app.state.processor.current_batch_size
+    assert statuses == [status] * len(bodies)
+    assert after == before != 5
 
 
 async def test_token_never_appears_in_stats_metrics_errors_or_logs(settings, caplog) -> None:

@@ -1,4 +1,4 @@
-"""Specification of the ``/predict`` wire codecs (``batchserve.server.codecs``)."""
+"""Specification of the ``/predict`` wire codecs (``batchserve.server.wire.codecs``)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from batchserve.errors import InvalidInput, MalformedRequest, UnsupportedMediaType
-from batchserve.server.codecs import (
+from batchserve.server.wire.codecs import (
     JSON_MEDIA_TYPE,
     MAX_NESTING,
     MSGPACK_MEDIA_TYPE,
@@ -344,23 +344,23 @@ def test_zeros_and_ones_are_not_mistaken_for_booleans() -> None:
 @pytest.mark.parametrize(
     ("instances", "dtype", "reason"),
     [
-        ([["1.5", 2]], F32, "strings"),
-        ([["a"]], F32, "strings"),
+        ([["1.5", 2]], F32, "got str"),
+        ([["a"]], F32, "got str"),
         ([[None, 1.0]], F32, "not numbers"),
-        ([[True, False]], F32, "booleans"),
+        ([[True, False]], F32, "got bool"),
         ([[1.0, True]], F32, "booleans"),
         ([[1.0, True]], None, "booleans"),
         ([[0, [False]]], None, "ragged"),
-        ([[1.5]], np.dtype(np.int64), "floating-point"),
+        ([[1.5]], np.dtype(np.int64), "non-integral"),
         ([[300]], np.dtype(np.int8), "out of range"),
         ([[-1]], np.dtype(np.uint8), "out of range"),
         ([[1e300]], F32, "out of range"),
         ([[2**40]], np.dtype(np.int32), "out of range"),
-        ([[1, 0]], np.dtype(np.bool_), "integers"),
+        ([[1, 0]], np.dtype(np.bool_), "got int64"),
         ([[{"a": 1}]], F32, "not numbers"),
         ([[{"a": 1}]], None, "not numbers"),
         ([[None]], None, "not numbers"),
-        ([[2**64 - 1, -1]], np.dtype(np.int64), "floating-point"),
+        ([[2**64 - 1, -1]], np.dtype(np.int64), "out of range"),
     ],
 )
 def test_values_the_model_dtype_cannot_represent_are_refused(
@@ -373,7 +373,7 @@ def test_values_the_model_dtype_cannot_represent_are_refused(
 
 def test_boolean_binary_tensor_is_refused_for_a_numeric_model() -> None:
     body = msgpack_body(binary_tensor(np.array([[True]])))
-    with pytest.raises(InvalidInput, match="booleans"):
+    with pytest.raises(InvalidInput, match="got bool"):
         decode_predict(body, "application/msgpack", dtype=F32)
 
 

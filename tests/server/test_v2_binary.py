@@ -13,7 +13,7 @@ import pytest
 
 from batchserve.config import Settings
 from batchserve.errors import InvalidInput
-from batchserve.server.v2.codec import decode_request
+from batchserve.server.wire.v2 import decode_request
 from tests.server.support import serving
 
 SCALE = Settings(model="tests.server.v2_models:scale")
@@ -216,7 +216,7 @@ def binary_tensor(datatype: str, chunk: bytes) -> tuple[bytes, int]:
     [
         ("BYTES", struct.pack("<I", 10) + b"abc", "runs past the data"),
         ("BYTES", struct.pack("<I", 1) + b"ab", "1 bytes follow the last BYTES element"),
-        ("BYTES", b"ab", "ends before element 0"),
+        ("BYTES", b"ab", "cannot fit"),
         ("BOOL", b"\x02", "BOOL bytes must be 0 or 1"),
     ],
 )

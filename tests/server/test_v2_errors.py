@@ -46,8 +46,8 @@ SCALE_CASES = [
     ("no inputs", b"{}", {}, "'inputs' must be a non-empty list"),
     ("input not an object", b'{"inputs": [1]}', {}, "input 0 must be a JSON object"),
     ("input without name", doc(x(name="")), {}, "'name' must be a non-empty string"),
-    ("missing input", doc(x(name="z")), {}, "missing input 'x'"),
-    ("unknown input", doc(x(), x(name="z")), {}, "unknown input 'z'"),
+    ("missing input", doc(x(name="z")), {}, "missing input(s) 'x'; unknown input(s) 'z'"),
+    ("unknown input", doc(x(), x(name="z")), {}, "unknown input(s) 'z'"),
     ("duplicate input", doc(x(), x()), {}, "given twice"),
     (
         "datatype mismatch",
@@ -194,7 +194,7 @@ MULTI_CASES = [
     ("out of range", {"u8": m("u8", "UINT8", [1, 4], [1, 2, 3, 256])}, "out of range"),
     ("bool as numbers", {"flag": m("flag", "BOOL", [1], [1])}, "must hold true/false"),
     ("batch sizes", {"f64": m("f64", "FP64", [2], [1, 2])}, "disagree on the batch size"),
-    ("missing input", {"flag": None}, "missing input 'flag'"),
+    ("missing input", {"flag": None}, "missing input(s) 'flag'"),
 ]
 
 

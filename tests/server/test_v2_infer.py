@@ -9,7 +9,7 @@ import pytest
 
 from batchserve.batching import BatchPriority
 from batchserve.config import Settings
-from batchserve.server.v2.infer import schedule_policy
+from batchserve.server.inference.policy import schedule_policy
 from tests.server.support import serving, until
 
 SCALE = Settings(model="tests.server.v2_models:scale", admin_token="t" * 16)

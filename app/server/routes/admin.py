@@ -3,34 +3,42 @@
 from __future__ import annotations
 
 import hmac
-from typing import Annotated, Any
+from typing import Annotated, Any, Final
 
-from fastapi import APIRouter, Depends, Request
-from pydantic import BaseModel, Field
+import orjson
+from fastapi import APIRouter, Depends, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ...batching import BatchProcessor
-from ...errors import Forbidden, InvalidInput, NotReady, Unauthorized
+from ...errors import Forbidden, InvalidInput, MalformedRequest, NotReady, Unauthorized
 from ..state import ServiceState
 from .deps import error_responses, get_state
 
 State = Annotated[ServiceState, Depends(get_state)]
 
+# Documents the scheme in OpenAPI (the docs page's Authorize button); require_admin decides.
+bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="adminToken",
+    description="The value of BATCHSERVE_ADMIN_TOKEN, sent as `Authorization: Bearer <token>`.",
+)
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Security(bearer)]
 
-def require_admin(request: Request, state: State) -> ServiceState:
+
+def require_admin(state: State, credentials: Credentials) -> ServiceState:
     """Let the call through only with `Authorization: Bearer <BATCHSERVE_ADMIN_TOKEN>`.
 
-    The comparison is constant-time; no message ever repeats what the client sent."""
+    Raises `Forbidden` when no token is configured or the token is wrong, `Unauthorized`
+    when the header is missing or not a bearer token. The comparison is constant-time; no
+    message ever repeats what the client sent."""
     token = state.settings.admin_token
     if token is None:
         raise Forbidden("admin routes are disabled; set BATCHSERVE_ADMIN_TOKEN to enable them")
-    header = request.headers.get("authorization")
-    if not header:
-        raise Unauthorized("admin routes need 'Authorization: Bearer <token>'")
-    scheme, _, given = header.partition(" ")
-    if scheme.lower() != "bearer" or not given:
+    if credentials is None:
         raise Unauthorized("admin routes need 'Authorization: Bearer <token>'")
     expected = token.get_secret_value().encode("utf-8")
-    if not hmac.compare_digest(given.strip().encode("utf-8"), expected):
+    if not hmac.compare_digest(credentials.credentials.encode("utf-8"), expected):
         raise Forbidden("invalid admin token")
     return state
 
@@ -52,6 +60,51 @@ class BatchSize(BaseModel):
     batch_size: int = Field(ge=1)
     min_batch_size: int | None = None
     max_batch_size: int | None = None
+
+
+class BatchSizeUpdate(BaseModel):
+    """The body of `PUT /admin/batch-size`: the new target (items). The bounds are settings."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    batch_size: int = Field(ge=1)
+
+
+async def read_batch_size_update(request: Request) -> BatchSizeUpdate:
+    """The request's body as a `BatchSizeUpdate`.
+
+    Raises `MalformedRequest` when it is not a JSON object, `InvalidInput` naming each bad or
+    unknown field otherwise."""
+    body = await request.body()
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise MalformedRequest(f"body is not valid JSON: {exc}") from exc
+    if not isinstance(doc, dict):
+        raise MalformedRequest('body must be a JSON object such as {"batch_size": 8}')
+    try:
+        return BatchSizeUpdate.model_validate(doc)
+    except ValidationError as exc:
+        raise InvalidInput(_describe(exc)) from exc
+
+
+def _describe(exc: ValidationError) -> str:
+    # The same form as the app's validation errors; messages only, never the input values.
+    return "; ".join(
+        ".".join(("body", *(str(part) for part in err["loc"]))) + f": {err['msg']}"
+        for err in exc.errors(include_url=False, include_input=False)
+    )
+
+
+# FastAPI documents a body only for a body parameter; this one is read by the dependency
+# above, after the token check, so the schema is given here.
+_UPDATE_BODY: Final[dict[str, Any]] = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": BatchSizeUpdate.model_json_schema()}},
+    }
+}
+Update = Annotated[BatchSizeUpdate, Depends(read_batch_size_update)]
 
 
 def _processor(state: ServiceState) -> BatchProcessor[Any, Any]:
@@ -95,10 +148,16 @@ def get_batch_size(state: Admin) -> BatchSize:
     )
 
 
-@router.put("/batch-size", summary="Set the target batch size", responses=error_responses(422))
-def put_batch_size(body: BatchSize, state: Admin) -> BatchSize:
-    """Sets the target (within [min_batch_size, max_batch_size]; 422 otherwise). Under the
-    ADAPTIVE strategy the controller continues from the new value."""
+@router.put(
+    "/batch-size",
+    summary="Set the target batch size",
+    responses=error_responses(400, 413, 422),
+    openapi_extra=_UPDATE_BODY,
+)
+def put_batch_size(state: Admin, body: Update) -> BatchSize:
+    """Sets the target (within [min_batch_size, max_batch_size]; 422 otherwise). The body is
+    `{"batch_size": N}`: not JSON, or not an object, is 400; a bad value or any other field is
+    422. Under the ADAPTIVE strategy the controller continues from the new value."""
     try:
         _processor(state).update_batch_size(body.batch_size)
     except ValueError as exc:

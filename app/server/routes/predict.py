@@ -1,19 +1,17 @@
-"""`POST /predict`, documented here. With `fast_path` on (the default) the same code is run
-by `batchserve.server.protocol` under `batchserve serve`, or by `ServiceMiddleware` before routing
-under any other ASGI server; this route serves it otherwise."""
+"""`POST /predict`, documented here. With `fast_path` on (the default) the same exchange is
+run by the uvicorn door under `batchserve serve`, or by the ASGI door before routing under any
+other ASGI server; this route runs it otherwise."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Request, Response
 
-from ..predict import handle_predict
-from ..state import ServiceState
-from .deps import error_responses, get_state
+from ..doors.asgi import route_exchange
+from .deps import error_responses
 
 router = APIRouter(tags=["inference"])
-State = Annotated[ServiceState, Depends(get_state)]
 
 _TENSOR = {
     "type": "object",
@@ -101,10 +99,8 @@ OPENAPI_EXTRA: dict[str, Any] = {
     responses=error_responses(400, 413, 415, 422, 429, 500, 503, 504),
     openapi_extra=OPENAPI_EXTRA,
 )
-async def predict(request: Request, state: State) -> Response:
+async def predict(request: Request) -> Response:
     """Rows are validated against the model, queued as one group, batched with other
     requests' rows, and returned in order. A client that disconnects has its queued rows
     cancelled before they reach the model."""
-    body = await request.body()
-    reply = await handle_predict(state, body, request.headers, request.receive)
-    return Response(reply.body, reply.status, dict(reply.headers), media_type=reply.content_type)
+    return await route_exchange(request, request.app.state.inference.predict, ())

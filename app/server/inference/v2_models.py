@@ -8,7 +8,7 @@ from ... import __version__
 from ...errors import ModelNotFound, NotReady
 from ...models import LoadedModel, TensorSpec
 from ..state import ServiceState
-from .datatypes import describe
+from ..wire.datatypes import describe
 
 SERVER_NAME: Final = "batchserve"
 EXTENSIONS: Final = ("binary_tensor_data", "schedule_policy")

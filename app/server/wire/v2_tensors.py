@@ -17,6 +17,7 @@ import numpy as np
 from ...errors import InvalidInput, ModelError
 from ...models.spec import Array
 from ...models.validation import cast_checked
+from .bounds import as_array
 
 _LENGTH: Final = struct.Struct("<I")
 _MAX_LENGTH: Final = 2**32 - 1
@@ -33,7 +34,7 @@ def from_json(data: Any, dtype: np.dtype[Any], shape: tuple[int, ...], where: st
     if dtype.kind == "O":
         return _strings(data, shape, where)
     try:
-        arr = np.asarray(data)
+        arr = as_array(data)
     except (ValueError, TypeError, OverflowError):
         raise InvalidInput(f"{where}: 'data' is not a rectangular nested list") from None
     _check_layout(arr.shape, shape, where)
@@ -88,6 +89,10 @@ def from_binary(
 
 
 def _bytes_elements(chunk: memoryview, count: int, where: str) -> Array:
+    if count > len(chunk) // _LENGTH.size:  # each element needs its 4-byte length at least
+        raise InvalidInput(
+            f"{where}: {count} BYTES elements cannot fit in {len(chunk)} bytes of data"
+        )
     out = np.empty(count, dtype=object)
     pos, end = 0, len(chunk)
     for index in range(count):

@@ -1,40 +1,32 @@
-"""``POST /v2/models/{name}/infer``: decode, split into rows, batch, reassemble, encode.
+"""The V2 dialect (Open Inference Protocol, Triton-compatible): ``POST
+/v2/models/{name}[/versions/{version}]/infer``.
 
 A request's tensors carry the batch dimension first. Each row becomes one engine item (a dict
 by input name for a multi-input model), validated before anything is queued, so V2 rows are
 batched together with ``/predict`` rows. Results come back row by row and are stacked into
-whole-batch outputs again.
-
-Schedule policy (request ``parameters``, Triton's extension): ``priority`` 0 means the
-default (the ``X-Priority`` header, else NORMAL), 1 is HIGH, 2 is NORMAL and 3 or more is
-LOW. ``timeout`` is in microseconds, 0 meaning the default (``X-Request-Timeout-Seconds``,
-else ``request_timeout_s``); it is the item's deadline in the queue and the wait for the
-answer, at most ``max_request_timeout_s``. A parameter, when given, wins over its header.
+whole-batch outputs again. Priority and timeout follow `batchserve.server.inference.policy`.
+Every refused request is 400 and a full queue 503 (`batchserve.server.errors`).
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 import numpy as np
 
-from ...batching import BatchPriority
-from ...config import Settings
 from ...errors import InvalidInput, ModelError
 from ...models import LoadedModel, TensorSpec
 from ...models.spec import Array, Tensors
-from ..predict import (
-    PRIORITY_HEADER,
-    TIMEOUT_HEADER,
-    Reply,
-    parse_priority,
-    parse_timeout,
-)
+from ...models.validation import shape_matches
+from ..errors import Column, to_reply
 from ..state import ServiceState
-from ..waiting import Receive, await_results
-from .codec import (
+from ..wire.bounds import DecodeLimits
+from ..wire.datatypes import datatype_of
+from ..wire.v2 import (
     HEADER_LENGTH,
+    JSON_TYPE,
     InferRequest,
     InputTensor,
     OutputTensor,
@@ -45,74 +37,69 @@ from .codec import (
     encode_response,
     header_length,
 )
-from .datatypes import datatype_of
-from .models import MODEL_VERSION, find_model
+from .exchange import Reply, RequestHead, Submission
+from .policy import schedule_policy
+from .v2_models import MODEL_VERSION, find_model
 
-#: Triton priority level -> engine priority (0 = default, handled separately).
-PRIORITY_LEVELS: Final = {1: BatchPriority.HIGH, 2: BatchPriority.NORMAL}
-_US_PER_S: Final = 1_000_000
+INFER_ROUTE: Final = "/v2/models/{model_name}/infer"
+VERSION_INFER_ROUTE: Final = "/v2/models/{model_name}/versions/{model_version}/infer"
 
 
-async def handle_infer(
-    state: ServiceState,
-    name: str,
-    version: str | None,
-    body: bytes,
-    headers: Mapping[str, str],
-    receive: Receive | None,
-) -> Reply:
-    """Answer one inference request; raises `batchserve.errors` types for every failure."""
-    model = find_model(state, name, version)
-    _, processor = state.serving()
-    settings = state.settings
-    body = decompress(body, headers.get("content-encoding"), settings.max_body_bytes)
-    length = header_length(headers.get(HEADER_LENGTH), len(body))
-    if length == 0:
-        request = decode_raw(body, model.inputs[0] if len(model.inputs) == 1 else None)
-    else:
-        request = decode_request(body, length)
-    if request.parameters.get("sequence_id", 0) not in (0, ""):
-        raise InvalidInput("sequence_id is not supported: the model is not stateful")
-    priority, timeout = schedule_policy(request.parameters, headers, settings)
-    _check_requested_outputs(model, request)
-    rows = request_rows(model, request.inputs)
-    gathering = processor.enqueue_async(rows, priority=priority, item_timeout=timeout)
-    results = await await_results(gathering, receive, timeout)
+def infer_params(path: str) -> tuple[str, ...] | None:
+    """``(name, version)`` (version "" when absent) of an inference path, else None."""
+    if not path.startswith("/v2/models/") or not path.endswith("/infer"):
+        return None
+    parts = path[len("/v2/models/") : -len("/infer")].split("/")
+    if len(parts) == 1 and parts[0]:
+        return (parts[0], "")
+    if len(parts) == 3 and parts[0] and parts[1] == "versions" and parts[2]:
+        return (parts[0], parts[2])
+    return None
+
+
+class V2Dialect:
+    """Decodes V2 inference requests for the service's model (see `Dialect`)."""
+
+    route = INFER_ROUTE
+
+    def __init__(self, state: ServiceState, limits: DecodeLimits) -> None:
+        self._state = state
+        self._limits = limits
+
+    def decode(self, head: RequestHead, body: bytes) -> Submission:
+        """Decode and validate the request; raises `batchserve.errors` types, before anything
+        is queued."""
+        name, version = head.params
+        model = find_model(self._state, name, version or None)
+        _, processor = self._state.serving()
+        settings = self._state.settings
+        headers = head.headers
+        body = decompress(body, headers.get("content-encoding"), settings.max_body_bytes)
+        length = header_length(headers.get(HEADER_LENGTH), len(body))
+        if length == 0:
+            request = decode_raw(body, model.inputs[0] if len(model.inputs) == 1 else None)
+        else:
+            request = decode_request(body, length, self._limits)
+        if request.parameters.get("sequence_id", 0) not in (0, ""):
+            raise InvalidInput("sequence_id is not supported: the model is not stateful")
+        priority, timeout = schedule_policy(request.parameters, headers, settings)
+        _check_requested_outputs(model, request)
+        rows = request_rows(model, request.inputs)
+        encode = functools.partial(_reply, model, request)
+        return Submission(processor, rows, priority, timeout, encode)
+
+    def error(self, exc: BaseException, request_id: str) -> Reply:
+        """A V2 error reply."""
+        err = to_reply(exc, request_id, Column.V2)
+        return Reply(err.status, err.body, JSON_TYPE, list(err.headers))
+
+
+def _reply(model: LoadedModel, request: InferRequest, results: list[Any]) -> Reply:
     head: dict[str, Any] = {"model_name": model.name, "model_version": MODEL_VERSION}
     if request.id is not None:
         head["id"] = request.id
     payload, content_type, extra = encode_response(head, collect_outputs(model, request, results))
     return Reply(200, payload, content_type, extra)
-
-
-def schedule_policy(
-    params: Mapping[str, Any], headers: Mapping[str, str], settings: Settings
-) -> tuple[BatchPriority, float | None]:
-    """``(engine priority, timeout in seconds)`` from the parameters and headers (module doc).
-
-    Raises `InvalidInput` or `MalformedRequest` for values out of range.
-    """
-    level = _natural(params, "priority")
-    if level == 0:
-        priority = parse_priority(headers.get(PRIORITY_HEADER))
-    else:
-        priority = PRIORITY_LEVELS.get(level, BatchPriority.LOW)
-    micros = _natural(params, "timeout")
-    limit = settings.max_request_timeout_s
-    if micros == 0:
-        timeout = parse_timeout(headers.get(TIMEOUT_HEADER), settings.request_timeout_s, limit)
-    else:
-        timeout = micros / _US_PER_S
-        if timeout > limit:
-            raise InvalidInput(f"parameter 'timeout' exceeds the limit of {limit:g} s")
-    return priority, timeout
-
-
-def _natural(params: Mapping[str, Any], key: str) -> int:
-    value = params.get(key, 0)
-    if type(value) is not int or value < 0:
-        raise InvalidInput(f"parameter {key!r} must be a non-negative integer")
-    return value
 
 
 def _check_requested_outputs(model: LoadedModel, request: InferRequest) -> None:
@@ -152,8 +139,13 @@ def _check_names(specs: Sequence[TensorSpec], inputs: Mapping[str, InputTensor])
     missing = [name for name in expected if name not in inputs]
     unknown = [name for name in inputs if name not in expected]
     if missing or unknown:
-        problem = f"missing input {missing[0]!r}" if missing else f"unknown input {unknown[0]!r}"
-        raise InvalidInput(f"{problem}; the model takes {', '.join(map(repr, expected))}")
+        problems = []
+        if missing:
+            problems.append(f"missing input(s) {', '.join(map(repr, missing))}")
+        if unknown:
+            problems.append(f"unknown input(s) {', '.join(repr(n[:100]) for n in unknown[:8])}")
+        takes = ", ".join(map(repr, expected))
+        raise InvalidInput(f"{'; '.join(problems)}; the model takes {takes}")
 
 
 def _conform(spec: TensorSpec, tensor: InputTensor) -> Array:
@@ -166,9 +158,7 @@ def _conform(spec: TensorSpec, tensor: InputTensor) -> Array:
             f"{where}: datatype {tensor.datatype} does not match the model's {expected}"
         )
     array, declared = tensor.array, [-1, *spec.shape]
-    if array.ndim != len(declared) or any(
-        want not in (-1, got) for want, got in zip(declared, array.shape, strict=True)
-    ):
+    if array.ndim != len(declared) or not shape_matches(spec.shape, array.shape[1:]):
         raise InvalidInput(
             f"{where}: shape {list(array.shape)} does not match the model's {declared}"
         )

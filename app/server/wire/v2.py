@@ -20,8 +20,9 @@ import orjson
 
 from ...errors import InvalidInput, MalformedRequest, ModelError, PayloadTooLarge
 from ...models.spec import Array, TensorSpec
+from .bounds import DEFAULT_LIMITS, DecodeLimits, check_shape, load_json
 from .datatypes import datatype_of, to_numpy
-from .tensors import from_binary, from_json, to_binary, to_json
+from .v2_tensors import from_binary, from_json, to_binary, to_json
 
 HEADER_LENGTH: Final = "inference-header-content-length"
 JSON_TYPE: Final = "application/json"
@@ -106,14 +107,15 @@ def header_length(value: str | None, body_size: int) -> int | None:
     return length
 
 
-def decode_request(body: bytes, json_length: int | None) -> InferRequest:
-    """Decode a JSON request, with binary chunks after ``json_length`` bytes when given."""
+def decode_request(
+    body: bytes, json_length: int | None, limits: DecodeLimits = DEFAULT_LIMITS
+) -> InferRequest:
+    """Decode a JSON request, with binary chunks after ``json_length`` bytes when given. The
+    JSON part is decoded within `limits` (`batchserve.server.wire.bounds`); binary chunks
+    are read without a copy."""
     view = memoryview(body)
     split = len(body) if json_length is None else json_length
-    try:
-        doc = orjson.loads(view[:split])
-    except orjson.JSONDecodeError as exc:
-        raise MalformedRequest(f"the inference request is not valid JSON: {exc}") from None
+    doc = load_json(view[:split], limits)
     doc = _object(doc, "the inference request")
     params = _parameters(doc, "the request")
     binary_output = params.get("binary_data_output", False)
@@ -254,6 +256,7 @@ def _shape(raw: Any, where: str) -> tuple[int, ...]:
         raise InvalidInput(
             f"{where}: 'shape' must be a list of at most {_MAX_RANK} non-negative integers"
         )
+    check_shape(raw, where)
     return tuple(raw)
 
 

@@ -1,8 +1,10 @@
 """Parsed ``instances`` -> numpy rows in the model's input dtype.
 
-Values the dtype cannot represent faithfully are refused with ``InvalidInput`` naming where
-they sit: strings or nulls among numbers, booleans among numbers, floats for an integer
-model, numbers out of range, ragged or too deeply nested lists.
+Values that are not data are refused with ``InvalidInput`` naming where they sit: nulls or
+objects among numbers, booleans mixed with numbers, ragged or too deeply nested lists. Casts
+to the model's dtype follow the model contract's one policy
+(`batchserve.models.validation.cast_checked`): ``1.0`` for an integer model is accepted,
+``1.5`` and numbers out of range are refused, on every route.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ from typing import Any, Final, TypeAlias
 import numpy as np
 from numpy.typing import NDArray
 
-from ..errors import InvalidInput, MalformedRequest
+from ...errors import InvalidInput, MalformedRequest, TooManyItems
+from ...models.validation import cast_checked
+from .bounds import as_array
 from .tensors import (
     MAX_NESTING,
     TensorStyle,
@@ -25,8 +29,6 @@ from .tensors import (
 Array: TypeAlias = NDArray[Any]
 Row: TypeAlias = NDArray[Any] | dict[str, NDArray[Any]]
 
-# Input kinds each model dtype kind takes; anything else cannot be represented faithfully.
-_CASTS: Final = {"f": "iuf", "c": "iufc", "i": "iu", "u": "iu", "b": "b", "U": "U", "O": "U"}
 _KIND_NAMES: Final = {
     "b": "booleans",
     "i": "integers",
@@ -50,13 +52,15 @@ class RowDecoder:
     numbers_only: bool  # the instances hold only numbers and lists (a JSON fast path)
     style: TensorStyle = TensorStyle.LISTS
 
-    def whole(self, instances: dict[Any, Any]) -> tuple[list[Row], Array]:
+    def whole(self, instances: dict[Any, Any], max_rows: int) -> tuple[list[Row], Array]:
         fields = tensor_fields(instances)
         if fields is None:
             raise MalformedRequest("'instances' map is not a tensor (dtype, shape, data)")
         batch = self.tensor(fields, "'instances'")
         if batch.ndim == 0 or len(batch) == 0:
             raise InvalidInput("'instances' must be a non-empty list (a tensor with rows)")
+        if len(batch) > max_rows:
+            raise TooManyItems(f"{len(batch)} rows can never fit: max_queue_size={max_rows}")
         return _split(batch), batch
 
     def rows(self, instances: list[Any]) -> tuple[list[Row], Array | None]:
@@ -137,10 +141,10 @@ class RowDecoder:
         if self.numbers_only and target is not None and target.kind == "f":
             try:
                 with np.errstate(over="raise"):
-                    return np.asarray(values, dtype=target)
+                    return as_array(values, target)
             except TypeError:
                 pass  # an object such as {} sits among the numbers: inferred as such below
-        return np.asarray(values)
+        return as_array(values)
 
     def tensor(self, fields: dict[str, Any], where: str) -> Array:
         if "nd" in fields:
@@ -192,28 +196,14 @@ def _holds_bool(values: Any, arr: Array) -> bool:
 
 
 def _coerce(arr: Array, target: np.dtype[Any] | None, where: str) -> Array:
-    """``arr`` in the ``target`` dtype, refusing values it cannot represent."""
+    """``arr`` in the ``target`` dtype under the model contract's cast policy
+    (`batchserve.models.validation.cast_checked`), after refusing what is not data at all."""
     kind = arr.dtype.kind
-    if target is None:
-        if kind not in "biufcU":
-            raise InvalidInput(f"{where} holds {_KIND_NAMES.get(kind, _NOT_NUMBERS)}")
+    if kind not in "biufcU":
+        raise InvalidInput(f"{where} holds {_KIND_NAMES.get(kind, _NOT_NUMBERS)}")
+    if target is None or arr.dtype == target:
         return arr
-    if arr.dtype == target:
-        return arr
-    if kind not in _CASTS.get(target.kind, ""):
-        what = _KIND_NAMES.get(kind, _NOT_NUMBERS)
-        raise InvalidInput(f"{where} holds {what}; the model takes {target.name}")
-    if (
-        target.kind in "iu"
-        and arr.size
-        and (arr.min() < np.iinfo(target).min or arr.max() > np.iinfo(target).max)
-    ):
-        raise InvalidInput(f"{where} holds integers out of range for {target.name}")
-    try:
-        with np.errstate(over="raise", invalid="raise"):
-            return arr.astype(target)
-    except FloatingPointError as exc:
-        raise InvalidInput(f"{where} holds numbers out of range for {target.name}") from exc
+    return cast_checked(where, arr, target)
 
 
 def _input_name(key: Any, where: str) -> str:

@@ -2,7 +2,7 @@
 
 Health answers with the status code (200 / 503) and a small JSON body. The version segment
 of model routes is optional; the served model has version ``"1"``. Errors are
-``{"error", "code"}`` with the statuses of `batchserve.server.v2.errors`.
+``{"error", "code"}`` with the V2 column of `batchserve.server.errors`.
 """
 
 from __future__ import annotations
@@ -13,18 +13,15 @@ from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel
 
 from ...errors import ModelNotFound, NotReady
-from ..predict import Reply
+from ..doors.asgi import REQUEST_ID_KEY, route_exchange
+from ..errors import Column, to_reply
+from ..inference.v2_models import find_model, model_metadata, server_metadata
 from ..responses import JSONResponse
-from ..routes.deps import ErrorBody, get_state
 from ..state import ServiceState
-from ..waiting import ClientDisconnected
-from . import openapi
-from .errors import v2_error
-from .infer import handle_infer
-from .models import find_model, model_metadata, server_metadata
+from . import v2_openapi as openapi
+from .deps import ErrorBody, get_state
 
 State = Annotated[ServiceState, Depends(get_state)]
-CLIENT_CLOSED: Final = 499  # recorded by the middleware, never seen by the departed client
 _ERRORS: Final = {
     400: "Malformed request, or a tensor that does not fit the model",
     404: "Unknown model or version",
@@ -86,13 +83,9 @@ class ModelReady(BaseModel):
     ready: bool
 
 
-def _send(reply: Reply) -> Response:
-    return Response(reply.body, reply.status, dict(reply.headers), media_type=reply.content_type)
-
-
-def _fail(request: Request, state: ServiceState, exc: Exception) -> Response:
-    rid = getattr(request.state, "request_id", "")
-    return _send(v2_error(exc, rid, state.metrics))
+def _fail(request: Request, exc: Exception) -> Response:
+    err = to_reply(exc, getattr(request.state, REQUEST_ID_KEY, ""), Column.V2)
+    return Response(err.body, err.status, dict(err.headers), media_type="application/json")
 
 
 @router.get("", summary="Server metadata", response_model=ServerMetadata)
@@ -121,7 +114,7 @@ def _model_ready(request: Request, state: ServiceState, name: str, version: str 
     except NotReady:
         return JSONResponse({"name": name, "ready": False}, status_code=503)
     except ModelNotFound as exc:
-        return _fail(request, state, exc)
+        return _fail(request, exc)
     ok = state.ready
     return JSONResponse({"name": name, "ready": ok}, status_code=200 if ok else 503)
 
@@ -151,7 +144,7 @@ def _model_metadata(
     try:
         return JSONResponse(model_metadata(find_model(state, name, version)))
     except Exception as exc:
-        return _fail(request, state, exc)
+        return _fail(request, exc)
 
 
 _META_DOC: Final[dict[int | str, dict[str, Any]]] = {
@@ -176,15 +169,8 @@ def model_version(request: Request, state: State, model_name: str, model_version
     return _model_metadata(request, state, model_name, model_version)
 
 
-async def _infer(request: Request, state: ServiceState, name: str, version: str | None) -> Response:
-    try:
-        body = await request.body()
-        reply = await handle_infer(state, name, version, body, request.headers, request.receive)
-    except ClientDisconnected:
-        return Response(status_code=CLIENT_CLOSED)
-    except Exception as exc:
-        return _fail(request, state, exc)
-    return _send(reply)
+async def _infer(request: Request, name: str, version: str) -> Response:
+    return await route_exchange(request, request.app.state.inference.v2, (name, version))
 
 
 _INFER: Final[dict[str, Any]] = {
@@ -195,19 +181,17 @@ _INFER: Final[dict[str, Any]] = {
 
 
 @router.post("/models/{model_name}/infer", summary="Inference", **_INFER)
-async def infer(request: Request, state: State, model_name: str) -> Response:
+async def infer(request: Request, model_name: str) -> Response:
     """Run the request's batch through the engine, batched with other requests' rows."""
-    return await _infer(request, state, model_name, None)
+    return await _infer(request, model_name, "")
 
 
 @router.post(
     "/models/{model_name}/versions/{model_version}/infer", summary="Inference (version)", **_INFER
 )
-async def infer_version(
-    request: Request, state: State, model_name: str, model_version: str
-) -> Response:
+async def infer_version(request: Request, model_name: str, model_version: str) -> Response:
     """As inference; only version ``1`` exists."""
-    return await _infer(request, state, model_name, model_version)
+    return await _infer(request, model_name, model_version)
 
 
 @router.api_route("/{path:path}", methods=["GET", "POST", "PUT", "DELETE"], include_in_schema=False)

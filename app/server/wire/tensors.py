@@ -17,7 +17,8 @@ from typing import Any, Final, TypeAlias
 import numpy as np
 from numpy.typing import NDArray
 
-from ..errors import InvalidInput
+from ...errors import InvalidInput
+from .bounds import check_shape
 
 Array: TypeAlias = NDArray[Any]
 
@@ -106,6 +107,7 @@ def _wire_shape(value: Any, where: str) -> tuple[int, ...]:
         raise InvalidInput(
             f"{where}: 'shape' must be a list of at most {MAX_NESTING} non-negative integers"
         )
+    check_shape(value, where)
     return tuple(value)
 
 

@@ -32,7 +32,8 @@ import numpy as np
 import orjson
 from numpy.typing import NDArray
 
-from ..errors import InvalidInput, MalformedRequest, UnsupportedMediaType
+from ...errors import InvalidInput, MalformedRequest, TooManyItems, UnsupportedMediaType
+from .bounds import DEFAULT_LIMITS, DecodeLimits, as_array, load_json, load_msgpack
 from .rows import Row, RowDecoder, check_nesting
 from .tensors import (
     MAX_NESTING,
@@ -124,11 +125,21 @@ def response_format(request_fmt: WireFormat, accept: str | None) -> WireFormat:
     Wildcards, a missing header, or one naming nothing supported all mean ``request_fmt``.
     Higher ``q`` wins, ties go to the earlier entry, ``q=0`` excludes a type.
     """
-    choice = _accept_choice(accept) if accept else None
+    if not accept:
+        return request_fmt
+    # Only short values are cached: a cache keyed by whatever a client sends would keep it.
+    choice = _cached_choice(accept) if len(accept) <= _CACHED_ACCEPT else _accept_choice(accept)
     return request_fmt if choice is None else choice
 
 
-@functools.lru_cache(maxsize=128)
+_CACHED_ACCEPT: Final = 128
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_choice(accept: str) -> WireFormat | None:
+    return _accept_choice(accept)
+
+
 def _accept_choice(accept: str) -> WireFormat | None:
     best: WireFormat | None = None
     best_q = 0.0
@@ -153,7 +164,11 @@ def _quality(params: str) -> float:
 
 
 def decode_predict(
-    body: bytes, content_type: str | None, *, dtype: np.dtype[Any] | None = None
+    body: bytes,
+    content_type: str | None,
+    *,
+    dtype: np.dtype[Any] | None = None,
+    limits: DecodeLimits = DEFAULT_LIMITS,
 ) -> DecodedRequest:
     """Decode a ``/predict`` body into rows.
 
@@ -164,8 +179,14 @@ def decode_predict(
     (``batch`` is None). Binary and msgpack-numpy tensors are read-only, uncopied views of
     the bin payloads msgpack returns.
 
+    What the body may make the decoder build is bounded by `limits` (`app.server.wire.bounds`):
+    more rows than ``limits.rows`` are refused as soon as they are counted, before any row
+    is converted.
+
     Raises:
         UnsupportedMediaType: the content type is neither JSON nor msgpack.
+        PayloadTooLarge: a body decoded value by value is over its limit; `TooManyItems`,
+            more rows than the queue can ever hold.
         MalformedRequest: the body does not parse, is not a map with an ``instances`` key, or
             ``instances`` is neither a list nor (msgpack) a tensor map.
         InvalidInput: empty instances, unusable values, ragged rows, nesting deeper than
@@ -174,7 +195,8 @@ def decode_predict(
     fmt = request_format(content_type)
     target = None if dtype is None else np.dtype(dtype)
     if fmt is WireFormat.JSON:
-        instances = _instances(_load_json(body))
+        instances = _instances(load_json(body, limits))
+        _check_rows(instances, limits)
         # JSON numbers never hold a 'u' or an 'l' while every true, false and null does; and
         # a body whose only quotes are those of "instances" holds no strings. These memchr
         # scans let plain numeric bodies skip the slower checks.
@@ -188,11 +210,12 @@ def decode_predict(
             target, tensors=False, may_hold_bool=not no_literals, numbers_only=numbers_only
         )
     else:
-        instances = _instances(_load_msgpack(body))
+        instances = _instances(load_msgpack(body, limits))
+        _check_rows(instances, limits)
         decoder = RowDecoder(target, tensors=True, may_hold_bool=True, numbers_only=False)
     batch: Array | None
     if isinstance(instances, dict) and decoder.tensors:
-        rows, batch = decoder.whole(instances)
+        rows, batch = decoder.whole(instances, limits.rows)
     elif isinstance(instances, list):
         if not instances:
             raise InvalidInput("'instances' must be a non-empty list")
@@ -210,7 +233,7 @@ def _float_batch(instances: Any, target: np.dtype[Any]) -> Array | None:
     check_nesting(instances, "'instances'")
     try:
         with np.errstate(over="raise"):
-            batch = np.asarray(instances, dtype=target)
+            batch = as_array(instances, target)
     except (ValueError, TypeError):
         return None
     except (OverflowError, FloatingPointError) as exc:
@@ -223,18 +246,11 @@ def _two_quotes(body: bytes) -> bool:
     return second != -1 and body.find(b'"', second + 1) == -1
 
 
-def _load_json(body: bytes) -> Any:
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise MalformedRequest(f"body is not valid JSON: {exc}") from exc
-
-
-def _load_msgpack(body: bytes) -> Any:
-    try:
-        return msgpack.unpackb(body)
-    except (ValueError, TypeError, msgpack.UnpackException) as exc:
-        raise MalformedRequest(f"body is not valid msgpack: {exc}") from exc
+def _check_rows(instances: Any, limits: DecodeLimits) -> None:
+    if type(instances) is list and len(instances) > limits.rows:
+        raise TooManyItems(
+            f"{len(instances)} instances can never fit: max_queue_size={limits.rows}"
+        )
 
 
 def _instances(doc: Any) -> Any:
