@@ -18,7 +18,10 @@ from typing import Any
 from pydantic import ValidationError
 
 from . import __version__
-from .config import Settings
+from .config import Settings, unknown_environment
+
+#: Settings that are never flags: a value on the command line is in the process table.
+SECRET_SETTINGS = frozenset({"admin_token"})
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,7 +32,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="start the HTTP service")
     for name, field in Settings.model_fields.items():
         flag = "--" + name.replace("_", "-")
-        serve.add_argument(flag, dest=name, default=None, metavar="VALUE", help=field.description)
+        if name in SECRET_SETTINGS:
+            serve.add_argument(flag, dest=name, default=None, help=argparse.SUPPRESS)
+            continue
+        # argparse formats help with %: a literal one (as in "(%)") must be doubled.
+        text = (field.description or "").replace("%", "%%")
+        serve.add_argument(flag, dest=name, default=None, metavar="VALUE", help=text)
     # Listed for --help only: main() forwards `bench ...` untouched to the benchmark's parser.
     commands.add_parser("bench", help="run the load benchmark (see `batchserve bench --help`)")
     return parser
@@ -54,6 +62,16 @@ def run_bench(argv: list[str]) -> None:
 def load_settings(overrides: dict[str, Any]) -> Settings:
     """Settings from the environment plus CLI overrides; exits with a clear message on error
     (without echoing any input value, so a secret never reaches the terminal or logs)."""
+    given_secrets = sorted(k for k in SECRET_SETTINGS if overrides.get(k) is not None)
+    problems = [
+        f"  --{name.replace('_', '-')}: not accepted on the command line, where every local"
+        f" user can read it; set BATCHSERVE_{name.upper()} or BATCHSERVE_{name.upper()}_FILE"
+        for name in given_secrets
+    ]
+    problems += [f"  {name}: no such setting" for name in unknown_environment()]
+    if problems:
+        sys.stderr.write("batchserve: invalid settings\n" + "\n".join(problems) + "\n")
+        raise SystemExit(2)
     try:
         return Settings(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as exc:

@@ -11,10 +11,18 @@ import time
 from collections.abc import Callable
 
 from ..batching import BatchProcessor
-from ..models import load_model
+from ..config import Settings
+from ..models import LoadedModel, load_model
 from .state import Phase, ServiceState
 
 logger = logging.getLogger("batchserve.server")
+
+
+def load_configured_model(settings: Settings) -> LoadedModel:
+    """The model the settings name; raises `ModelLoadError` saying what to fix."""
+    return load_model(
+        settings.model or None, settings.model_name or None, settings.model_search_path
+    )
 
 
 async def start_service(state: ServiceState) -> None:
@@ -23,13 +31,8 @@ async def start_service(state: ServiceState) -> None:
     begin = time.perf_counter()
     model = state.model
     if model is None:
-        model = await asyncio.to_thread(
-            load_model,
-            settings.model or None,
-            settings.model_name or None,
-            settings.model_search_path,
-        )
-    load_time = time.perf_counter() - begin
+        model = await asyncio.to_thread(load_configured_model, settings)
+    load_time = state.model_load_s or time.perf_counter() - begin
     state.metrics.set_model_loaded(model.name, model.platform, load_time)
     config = settings.engine_config()
     processor: BatchProcessor[object, object] = BatchProcessor(

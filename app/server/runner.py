@@ -21,20 +21,23 @@ import math
 import signal
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from types import FrameType
 
 import uvicorn
 
 from ..config import Settings
+from ..errors import ModelLoadError
 from .app import create_app
 from .doors.uvicorn import protocol_for
-from .lifecycle import drain_service
+from .lifecycle import drain_service, load_configured_model
 from .state import ServiceState
 
 logger = logging.getLogger("batchserve.server")
 LATE_REQUEST_WINDOW_S = 0.2
 EXIT_NOW_GRACE_S = 1
+STARTUP_FAILURE = 3  # uvicorn's own exit status when the application cannot start
 
 
 class DrainingServer(uvicorn.Server):
@@ -121,8 +124,16 @@ def freeze_startup_objects() -> None:
 
 
 def serve(settings: Settings) -> None:
-    """Serve until a signal ends the drain."""
-    app = create_app(settings)
+    """Load the model, then serve until a signal ends the drain. A model that cannot be
+    loaded stops the process with its message (exit status 3), not a traceback."""
+    begin = time.perf_counter()
+    try:
+        model = load_configured_model(settings)
+    except ModelLoadError as exc:
+        logger.error("cannot load the model: %s", exc)
+        raise SystemExit(STARTUP_FAILURE) from None
+    app = create_app(settings, model=model)
+    app.state.model_load_s = time.perf_counter() - begin
     config = uvicorn.Config(
         app,
         host=settings.host,

@@ -35,13 +35,19 @@ class ServiceState:
     phase: Phase = Phase.STARTING
     started_at: float = field(default_factory=time.monotonic)
     counters: Counter[str] = field(default_factory=Counter)
+    model_load_s: float = 0.0  # when the model was loaded before the app (batchserve serve)
     #: Shutting down past the grace window: no new connections, every answer closes its own.
     closing: bool = False
 
     @property
     def ready(self) -> bool:
-        """Model loaded and warmed, engine running, not draining, not paused for drain."""
-        return self.phase is Phase.READY
+        """Model loaded and warmed, engine running, not draining; and not paused, unless
+        `ready_when_paused` says a paused service still takes traffic."""
+        if self.phase is not Phase.READY:
+            return False
+        processor = self.processor
+        paused = processor is not None and processor.is_paused
+        return not paused or self.settings.ready_when_paused
 
     def serving(self) -> tuple[LoadedModel, BatchProcessor[Any, Any]]:
         """The model and engine, or the error that says why requests cannot be served.

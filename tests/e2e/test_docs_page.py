@@ -54,9 +54,9 @@ REDOC_OPERATION = re.compile(r'http-verb (\w+)">\1</span><span[^>]*>([^<]+)</spa
 
 
 def unavailable(reason: str) -> NoReturn:
-    """Skip, or fail when BATCHSERVE_REQUIRE_TOOLS=1 (as `require_tool` does)."""
-    if os.environ.get("BATCHSERVE_REQUIRE_TOOLS") == "1":
-        pytest.fail(f"{reason}, and BATCHSERVE_REQUIRE_TOOLS=1 requires it")
+    """Skip, or fail when BATCHSERVE_TEST_REQUIRE_TOOLS=1 (as `require_tool` does)."""
+    if os.environ.get("BATCHSERVE_TEST_REQUIRE_TOOLS") == "1":
+        pytest.fail(f"{reason}, and BATCHSERVE_TEST_REQUIRE_TOOLS=1 requires it")
     pytest.skip(reason)
 
 

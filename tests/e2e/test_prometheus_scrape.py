@@ -2,7 +2,7 @@
 the dashboard and alerts rely on evaluates to numbers, and `deploy/prometheus/alerts.yml` loads.
 
 Needs the `prometheus` server binary (Debian package `prometheus`); skips without it unless
-BATCHSERVE_REQUIRE_TOOLS=1.
+BATCHSERVE_TEST_REQUIRE_TOOLS=1.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ running while it died fail (a 502, or a response cut off mid-way; not retried, t
 sent), a request nginx then sends to the dead replica is refused and retried on a survivor, and
 every other answer is the right one for its own input.
 
-Needs nginx (Debian package `nginx`); skips without it unless BATCHSERVE_REQUIRE_TOOLS=1.
+Needs nginx (Debian package `nginx`); skips without it unless BATCHSERVE_TEST_REQUIRE_TOOLS=1.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """External programs the end-to-end tests drive, and the bounded waits around them.
 
 A test that needs a program calls `require_tool`: it skips when the program is missing,
-unless ``BATCHSERVE_REQUIRE_TOOLS=1`` (as in CI) turns the skip into a failure.
+unless ``BATCHSERVE_TEST_REQUIRE_TOOLS=1`` (as in CI) turns the skip into a failure.
 """
 
 from __future__ import annotations
@@ -23,14 +23,14 @@ POLL_INTERVAL_S = 0.05
 def require_tool(name: str, package: str) -> str:
     """Path of executable ``name`` (from Debian package ``package``).
 
-    Skips the test when it is not on PATH, or fails it when BATCHSERVE_REQUIRE_TOOLS=1.
+    Skips the test when it is not on PATH, or fails it when BATCHSERVE_TEST_REQUIRE_TOOLS=1.
     """
     path = shutil.which(name)
     if path is not None:
         return path
     reason = f"{name} is not on PATH (Debian/Ubuntu: apt-get install {package})"
-    if os.environ.get("BATCHSERVE_REQUIRE_TOOLS") == "1":
-        pytest.fail(f"{reason}, and BATCHSERVE_REQUIRE_TOOLS=1 requires it")
+    if os.environ.get("BATCHSERVE_TEST_REQUIRE_TOOLS") == "1":
+        pytest.fail(f"{reason}, and BATCHSERVE_TEST_REQUIRE_TOOLS=1 requires it")
     pytest.skip(reason)
 
 

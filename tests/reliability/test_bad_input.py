@@ -496,13 +496,13 @@ SCHEMATHESIS_EXAMPLES = 20  # per operation and phase
 
 def _schemathesis() -> Path:
     """The `st` command of this environment; skip without it, or fail if
-    BATCHSERVE_REQUIRE_TOOLS=1 (as in CI)."""
+    BATCHSERVE_TEST_REQUIRE_TOOLS=1 (as in CI)."""
     path = Path(sys.executable).with_name("st")
     if path.is_file():
         return path
     reason = "schemathesis is not installed (pip install schemathesis)"
-    if os.environ.get("BATCHSERVE_REQUIRE_TOOLS") == "1":
-        pytest.fail(f"{reason}, and BATCHSERVE_REQUIRE_TOOLS=1 requires it")
+    if os.environ.get("BATCHSERVE_TEST_REQUIRE_TOOLS") == "1":
+        pytest.fail(f"{reason}, and BATCHSERVE_TEST_REQUIRE_TOOLS=1 requires it")
     pytest.skip(reason)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import orjson
+import pytest
 
 from batchserve.config import Settings
 from batchserve.server.lifecycle import drain_service
@@ -115,3 +116,18 @@ async def test_openapi_documents_predict_formats_and_errors() -> None:
     for path in ("/health/live", "/health/ready", "/stats", "/metrics", "/admin/pause"):
         assert path in schema["paths"]
     assert docs.status_code == 200
+
+
+@pytest.mark.parametrize(("ready_when_paused", "expected"), [(False, 503), (True, 200)])
+async def test_readiness_while_paused_follows_the_setting(
+    ready_when_paused: bool, expected: int
+) -> None:
+    settings = Settings(admin_token="t" * 16, ready_when_paused=ready_when_paused)
+    bearer = {"authorization": "Bearer " + "t" * 16}
+    async with serving(settings, recording_model(RecordingModel())) as (_, client):
+        assert (await client.get("/health/ready")).status_code == 200
+        assert (await client.post("/admin/pause", headers=bearer)).status_code == 200
+        assert (await client.get("/health/ready")).status_code == expected
+        assert (await client.get("/v2/health/ready")).status_code == expected
+        await client.post("/admin/resume", headers=bearer)
+        assert (await client.get("/health/ready")).status_code == 200
