@@ -8,11 +8,13 @@ doubled. Settings come from the environment when the service loads the model:
   works: ``<time.monotonic()> <id> <id> ...`` (the clock is system-wide, so tests compare it
   with their own);
 - ``RELIABILITY_DELAY_S``: seconds each call takes (simulated work);
-- ``RELIABILITY_FAULTS``: ``0`` turns the POISON and HANG kinds off (for arbitrary inputs).
+- ``RELIABILITY_FAULTS``: ``0`` turns the fault kinds off (for arbitrary inputs).
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 import threading
 import time
@@ -23,6 +25,9 @@ import numpy as np
 NORMAL = 0.0
 POISON = 1.0  # the model raises for any batch that holds such a row
 HANG = 2.0  # the model blocks forever on any batch that holds such a row
+# The model raises these BaseExceptions for any batch that holds a row of their kind.
+BASE_EXCEPTIONS = {3.0: SystemExit, 4.0: KeyboardInterrupt, 5.0: asyncio.CancelledError}
+KILL_WORKER = 6.0  # breaks the engine's logging, then fails: the worker thread dies
 WIDTH = 4
 
 
@@ -58,6 +63,12 @@ class Recorder:
             time.sleep(self._delay_s)
         if np.any(kinds == POISON):
             raise ValueError("poison row in the batch")
+        for kind, error in BASE_EXCEPTIONS.items():
+            if np.any(kinds == kind):
+                raise error(f"{error.__name__} from the model")
+        if np.any(kinds == KILL_WORKER):
+            logging.getLogger("batchserve.batching").addFilter(_BrokenOnTheWorker())
+            raise ValueError("the model failed, and so does reporting it")
         return batch * 2
 
     def _record(self, batch: np.ndarray) -> None:
@@ -67,6 +78,16 @@ class Recorder:
         line = f"{time.monotonic():.6f} {ids}\n"
         with self._lock, self._call_log.open("a") as log:
             log.write(line)
+
+
+class _BrokenOnTheWorker(logging.Filter):
+    """Logging that raises on the batch worker's warnings: its report of a model failure,
+    and then of its own crash, fail, so the worker thread ends (the engine fails closed)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if threading.current_thread().name == "batchserve-worker" and record.levelno >= 30:
+            raise SystemExit("logging broke")
+        return True
 
 
 def recorder() -> Recorder:

@@ -124,3 +124,81 @@ def test_sigterm_under_load_answers_every_accepted_request_and_exits_clean(
     assert served_codes(log) == expected, (served_codes(log), expected)
     assert "drained" in log
     assert not quiet_log(log), quiet_log(log)[:5]
+
+
+# -- a second signal, and SIGHUP --------------------------------------------------------------
+
+SLOW_DRAIN_S = 120.0  # far longer than the queue below needs: only a second signal ends it
+SLOW_ENV = {
+    "BATCHSERVE_MAX_BATCH_SIZE": "1",
+    "BATCHSERVE_DRAIN_TIMEOUT_S": str(SLOW_DRAIN_S),
+    "BATCHSERVE_ACCESS_LOG": "false",
+}
+QUEUED = 60
+SLOW_CALL_S = 0.5  # one row per call: the queue alone would take 30 s to drain
+
+
+async def _second_signal(svc: Service, tally: Tally) -> float:
+    async with client(svc.url, connections=QUEUED) as loaded, client(svc.url) as admin:
+        pending = [asyncio.create_task(send(loaded, i)) for i in range(1, QUEUED + 1)]
+
+        async def all_arrived() -> bool:
+            return await inflight(admin) >= QUEUED
+
+        await eventually_async(all_arrived, 30, "every request in the server")
+        svc.server.process.send_signal(signal.SIGTERM)
+
+        async def draining() -> bool:
+            return (await admin.get("/health/ready")).status_code == 503
+
+        await eventually_async(draining, 10, "the drain started")
+        svc.server.process.send_signal(signal.SIGTERM)
+        second_at = time.monotonic()
+        tally.extend(await asyncio.gather(*pending))
+    return second_at
+
+
+def test_a_second_signal_answers_what_is_left_with_503_and_exits_at_once(
+    tmp_path: Path,
+) -> None:
+    tally = Tally()
+    with service(tmp_path, SLOW_ENV, delay_s=SLOW_CALL_S) as svc:
+        second_at = asyncio.run(_second_signal(svc, tally))
+        exit_code = svc.server.process.wait(SLOW_DRAIN_S)
+        exited_after = time.monotonic() - second_at
+        log = svc.log()
+
+    tally.check(QUEUED)  # every request answered, none lost, every 200 right
+    codes = tally.codes()
+    assert set(codes) <= {"200", "503"}, codes
+    assert codes["503"] >= QUEUED // 2, codes  # most were still queued at the second signal
+    assert {o.code for o in tally.with_status(503)} == {"shutting_down"}
+    assert exit_code == 0, log
+    # Not the drain's 30 s of queued work, let alone its 120 s deadline (the report has the
+    # measured figure).
+    assert exited_after < QUEUED * SLOW_CALL_S / 2, exited_after
+    assert "second shutdown signal" in log or "signal 15 again" in log
+
+
+def test_sighup_drains_like_sigterm(tmp_path: Path) -> None:
+    tally = Tally()
+    with service(tmp_path, {"BATCHSERVE_MAX_BATCH_SIZE": "4"}, delay_s=0.05) as svc:
+
+        async def scenario() -> None:
+            async with client(svc.url, connections=40) as http, client(svc.url) as admin:
+                pending = [asyncio.create_task(send(http, i)) for i in range(1, 41)]
+
+                async def all_arrived() -> bool:
+                    return await inflight(admin) + sum(t.done() for t in pending) >= 40
+
+                await eventually_async(all_arrived, 30, "every request in the server")
+                svc.server.process.send_signal(signal.SIGHUP)
+                tally.extend(await asyncio.gather(*pending))
+
+        asyncio.run(scenario())
+        exit_code = svc.server.process.wait(30)
+        log = svc.log()
+    tally.check(40)
+    assert tally.codes() == {"200": 40}, tally.summary()
+    assert exit_code == 0, log
+    assert "drained" in log

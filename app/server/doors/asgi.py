@@ -182,7 +182,7 @@ class ServiceMiddleware:
         if not recorded:
             self.recorder.begin()
         try:
-            await self._dispatch(scope, receive, send, rid, status)
+            await self._dispatch(scope, receive, send, rid, status, inference=recorded)
         finally:
             if not recorded:
                 route = getattr(scope.get("route"), "path", None) or "unmatched"
@@ -191,7 +191,14 @@ class ServiceMiddleware:
                 self.recorder.record(method, path, route, status[0], duration, rid)
 
     async def _dispatch(
-        self, scope: Scope, receive: Receive, send: Send, rid: str, status: list[int]
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        rid: str,
+        status: list[int],
+        *,
+        inference: bool,
     ) -> None:
         scope.setdefault("state", {})[REQUEST_ID_KEY] = rid
         rid_header = (b"x-request-id", rid.encode("latin-1"))
@@ -203,7 +210,7 @@ class ServiceMiddleware:
             await send(message)
 
         try:
-            length = declared_length(scope["headers"])
+            length = None if inference else declared_length(scope["headers"])  # exchanges check
             if length is not None and length > self.limit:
                 raise PayloadTooLarge(f"request body exceeds max_body_bytes={self.limit}")
         except (PayloadTooLarge, MalformedRequest) as exc:

@@ -400,9 +400,11 @@ class ServiceProtocol(HttpToolsProtocol):
         if reply is None or self.transport.is_closing():
             self._forget(request)
             return False
-        keep_alive = request.keep_alive and not self._closing_now()
-        self.transport.write(self._encode(reply, request.exchange.head.request_id, keep_alive))
-        if not keep_alive:
+        last = not request.keep_alive or self.door.state.closing
+        if self._closing and self._broken is None and len(self._queue) == 1:
+            last = True  # nothing follows this answer on this connection
+        self.transport.write(self._encode(reply, request.exchange.head.request_id, not last))
+        if last:
             self.transport.close()
         self.finished(request)
         return True
@@ -478,7 +480,11 @@ class ServiceProtocol(HttpToolsProtocol):
     def _make_room(self) -> bool:
         """Close the connection idle longest (or else the slowest request head) for a new
         one; False when every connection is busy with a request."""
-        waiting = [c for c in self.connections if isinstance(c, ServiceProtocol) and c.idle]
+        waiting = [
+            c
+            for c in self.connections
+            if c is not self and isinstance(c, ServiceProtocol) and c.idle
+        ]
         if not waiting:
             return False
         victim = min(waiting, key=lambda c: (c._in_head, c._deadline))

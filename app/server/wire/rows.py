@@ -132,7 +132,7 @@ class RowDecoder:
         except (OverflowError, FloatingPointError) as exc:
             model = "the model" if self.target is None else self.target.name
             raise InvalidInput(f"{where} holds a number out of range for {model}") from exc
-        if self.may_hold_bool and arr.dtype.kind in "iuf" and _holds_bool(values, arr):
+        if self.may_hold_bool and arr.dtype.kind in "iuf" and holds_bool(values, arr):
             raise InvalidInput(f"{where} mixes booleans with numbers")
         return _coerce(arr, self.target, where)
 
@@ -178,7 +178,7 @@ def check_nesting(values: Any, where: str) -> None:
         node = node[0]
 
 
-def _holds_bool(values: Any, arr: Array) -> bool:
+def holds_bool(values: Any, arr: Array) -> bool:
     """Whether ``values`` hold a bool among numbers (numpy silently reads True as 1)."""
     if not (np.any(arr == 0) or np.any(arr == 1)):
         return False  # a bool always lands on 0 or 1

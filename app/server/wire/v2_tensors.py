@@ -18,6 +18,7 @@ from ...errors import InvalidInput, ModelError
 from ...models.spec import Array
 from ...models.validation import cast_checked
 from .bounds import as_array
+from .rows import holds_bool
 
 _LENGTH: Final = struct.Struct("<I")
 _MAX_LENGTH: Final = 2**32 - 1
@@ -38,7 +39,11 @@ def from_json(data: Any, dtype: np.dtype[Any], shape: tuple[int, ...], where: st
     except (ValueError, TypeError, OverflowError):
         raise InvalidInput(f"{where}: 'data' is not a rectangular nested list") from None
     _check_layout(arr.shape, shape, where)
-    if arr.size and arr.dtype.kind not in ("b" if dtype.kind == "b" else "iuf"):
+    numeric = arr.dtype.kind in "iuf"
+    if arr.size and (
+        arr.dtype.kind not in ("b" if dtype.kind == "b" else "iuf")
+        or (dtype.kind != "b" and numeric and holds_bool(data, arr))
+    ):
         want = "true/false" if dtype.kind == "b" else "numbers"
         raise InvalidInput(f"{where}: 'data' must hold {want} for this datatype")
     return cast_checked(where, arr.reshape(shape), dtype)
