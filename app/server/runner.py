@@ -139,6 +139,7 @@ def serve(settings: Settings) -> None:
         host=settings.host,
         port=settings.port,
         http=protocol_for(app),
+        ws="none",  # no route speaks WebSocket
         log_config=None,
         access_log=False,
         lifespan="on",

@@ -81,7 +81,7 @@ def test_the_installed_uvicorn_is_in_the_tested_range() -> None:
 
 
 async def test_the_protocol_internals_exist() -> None:
-    config = uvicorn.Config(app=lambda scope, receive, send: None, log_config=None)
+    config = uvicorn.Config(app=lambda scope, receive, send: None, ws="none", log_config=None)
     config.load()
     protocol = httptools_impl.HttpToolsProtocol(
         config, ServerState(), {}, asyncio.get_running_loop()

@@ -68,7 +68,7 @@ async def live_server(
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     config = uvicorn.Config(
-        spy, http=protocol_for(app), lifespan="on", log_config=None, access_log=False
+        spy, http=protocol_for(app), ws="none", lifespan="on", log_config=None, access_log=False
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))

@@ -106,7 +106,8 @@ def load_msgpack(body: bytes, limits: DecodeLimits) -> Any:
         # A limit of ours (large bodies only; msgpack's own, for small ones, just means the
         # body is shorter than it says).
         if size <= SMALL_BODY or "exceeds max_" not in str(exc):
-            raise MalformedRequest(f"body is not valid msgpack: {exc}") from exc
+            reason = str(exc) or type(exc).__name__
+            raise MalformedRequest(f"body is not valid msgpack: {reason}") from exc
         raise PayloadTooLarge(
             f"the body declares an array or map longer than this body may hold ({exc})"
         ) from exc
