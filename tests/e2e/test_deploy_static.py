@@ -2,7 +2,7 @@
 
 `scripts/validate_deploy.sh` runs the real linters (hadolint, Compose v2 `config`,
 `kubernetes-validate --strict` on every rendered kustomization); each is one test here,
-skipped when its tool is missing unless BATCHSERVE_REQUIRE_TOOLS=1. The other tests read
+skipped when its tool is missing unless BATCHSERVE_TEST_REQUIRE_TOOLS=1. The other tests read
 the files themselves and need nothing but PyYAML.
 """
 
@@ -45,8 +45,8 @@ def test_validate_deploy_check_passes(check: str) -> None:
     output = result.stdout + result.stderr
     if result.returncode == TOOL_MISSING:
         reason = f"{check}: tool missing\n{output}"
-        if os.environ.get("BATCHSERVE_REQUIRE_TOOLS") == "1":
-            pytest.fail(f"{reason}\nBATCHSERVE_REQUIRE_TOOLS=1 requires it")
+        if os.environ.get("BATCHSERVE_TEST_REQUIRE_TOOLS") == "1":
+            pytest.fail(f"{reason}\nBATCHSERVE_TEST_REQUIRE_TOOLS=1 requires it")
         pytest.skip(reason)
     assert result.returncode == 0, output
 
@@ -127,3 +127,28 @@ def test_image_runs_as_uid_10001_with_exec_form_entrypoint() -> None:
     assert re.search(r'^CMD \["serve"\]$', runtime, re.M)
     assert re.search(r"^HEALTHCHECK .*\n?.*/health/live", runtime, re.M)
     assert "BATCHSERVE_HOST=0.0.0.0" in runtime
+
+
+def test_compose_default_services_are_built_locally_so_offline_use_pulls_nothing() -> None:
+    services = _load(ROOT / "docker-compose.yml")["services"]
+    default = {name: s for name, s in services.items() if not s.get("profiles")}
+    assert set(default) == {"batchserve"}
+    assert all("build" in s for s in default.values())
+    # The pulled images are opt-in.
+    assert services["prometheus"]["profiles"] == services["grafana"]["profiles"] == ["monitoring"]
+
+
+def test_compose_mounts_the_model_folder_read_only_and_passes_the_extras() -> None:
+    service = _load(ROOT / "docker-compose.yml")["services"]["batchserve"]
+    assert any(volume.endswith(":/models:ro") for volume in service["volumes"])
+    assert service["build"]["args"]["EXTRAS"] == "${BATCHSERVE_EXTRAS:-}"
+
+
+def test_image_builds_with_extras_and_searches_the_models_mount() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    # A `# syntax=` directive makes BuildKit pull its frontend from a registry.
+    assert not re.search(r"^#\s*syntax\s*=", dockerfile, re.M | re.I)
+    builder, runtime = dockerfile.rsplit("\nFROM ", 1)
+    assert re.search(r'^ARG EXTRAS=""$', builder, re.M)
+    assert '"$1${EXTRAS:+[$EXTRAS]}"' in builder
+    assert "BATCHSERVE_MODEL_PATH=/models" in runtime

