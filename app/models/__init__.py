@@ -3,7 +3,7 @@
 ``load_model(ref, name)`` turns ``BATCHSERVE_MODEL`` into a `LoadedModel`:
 
 - unset or blank: the embedded digits classifier (pure numpy, served as ``"digits"``);
-- ``model.onnx`` (onnxruntime, ``pip install 'batchserve[onnx]'``), ``model.joblib`` /
+- ``model.onnx`` (onnxruntime, the ``onnx`` extra: ``pip install '.[onnx]'``), ``model.joblib`` /
   ``model.pkl`` (a scikit-learn estimator's ``predict``, ``[sklearn]``), ``model.pt``
   (TorchScript, ``[torch]``);
 - ``package.module:attr``, where ``attr`` is a batch function ``(B, ...) -> (B, ...)``, a
