@@ -77,7 +77,7 @@ class Settings(BaseSettings, BatchProcessorConfig):
         16 * 1024 * 1024,
         ge=1024,
         description="Largest accepted request body (bytes); bodies decoded value by value"
-        " (JSON, msgpack lists) may be a quarter of it.",
+        " (JSON, msgpack lists) may be an eighth of it.",
     )
     max_header_bytes: int = Field(
         32 * 1024,

@@ -449,7 +449,7 @@ def test_deep_nesting_huge_payloads_and_absurd_shapes_are_refused(fuzzing: Fuzzi
         (orjson.dumps({"instances": _nested(40)}), "json", {422}),
         (b"\x81\xa9instances" + b"\x91" * 100_000 + b"\x01", "msgpack", {400}),
         (msgpack.packb({"instances": _nested(40)}), "msgpack", {422}),
-        # Over a quarter of the body limit, a JSON body is refused before it is parsed.
+        # Over an eighth of the body limit, a JSON body is refused before it is parsed.
         (orjson.dumps({"instances": [[0.0] * 20_000]}), "json", {413, 422}),
         (b"[" * (MAX_BODY + 1), "json", {413}),
         (_tensor("float32", [2**31 - 1] * 3, b"\x00" * 16), "msgpack", {422}),

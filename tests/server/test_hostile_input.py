@@ -68,7 +68,7 @@ async def test_bodies_of_tiny_containers_are_refused_while_they_are_counted() ->
         )
 
 
-def test_a_json_body_over_a_quarter_of_the_body_limit_is_refused_before_parsing() -> None:
+def test_a_json_body_over_an_eighth_of_the_body_limit_is_refused_before_parsing() -> None:
     limits = codecs.DecodeLimits(body_bytes=4096, rows=100)
     with pytest.raises(PayloadTooLarge, match="value by value"):
         codecs.decode_predict(b'{"instances": [[' + b"0," * 600 + b"0]]}", None, limits=limits)

@@ -77,7 +77,7 @@ class _Exchanged:
         if self.refusal is not None:
             self.exchange.refuse(self.refusal)
         else:
-            body, self.body = bytes(self.body), bytearray()
+            body, self.body = self.body, bytearray()  # handed over whole, not copied
             self.exchange.start(body)
 
     def respond(self, reply: Reply | None) -> bool:

@@ -24,6 +24,7 @@ from ...batching import BatchPriority, BatchProcessor
 from ...batching.futures import Gathering
 from ...errors import DeadlineExceeded, ShuttingDown
 from ..errors import CLIENT_CLOSED
+from ..wire.bounds import Body
 
 if TYPE_CHECKING:
     from ..recorder import Recorder
@@ -72,7 +73,7 @@ class Dialect(Protocol):
         """The route template requests are recorded under."""
         ...
 
-    def decode(self, head: RequestHead, body: bytes) -> Submission:
+    def decode(self, head: RequestHead, body: Body) -> Submission:
         """Decode and validate; raises `batchserve.errors` types. Safe to call on a thread."""
         ...
 
@@ -135,7 +136,7 @@ class Exchange:
         """Answered, failed, or abandoned by its client."""
         return self._state == _DONE
 
-    def start(self, body: bytes) -> None:
+    def start(self, body: Body) -> None:
         """The whole body has arrived: decode it and submit its rows."""
         if self._state != _NEW:
             return

@@ -12,7 +12,7 @@ from ...errors import InvalidInput
 from ...models import LoadedModel
 from ..errors import Column, to_reply
 from ..state import ServiceState
-from ..wire.bounds import DecodeLimits
+from ..wire.bounds import Body, DecodeLimits
 from ..wire.codecs import (
     JSON_MEDIA_TYPE,
     TensorStyle,
@@ -37,7 +37,7 @@ class PredictDialect:
         self._state = state
         self._limits = limits
 
-    def decode(self, head: RequestHead, body: bytes) -> Submission:
+    def decode(self, head: RequestHead, body: Body) -> Submission:
         """Decode the body, validate every row against the model; raises `batchserve.errors`
         types, before anything is queued."""
         model, processor = self._state.serving()

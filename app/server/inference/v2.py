@@ -22,7 +22,7 @@ from ...models.spec import Array, Tensors
 from ...models.validation import shape_matches
 from ..errors import Column, to_reply
 from ..state import ServiceState
-from ..wire.bounds import DecodeLimits
+from ..wire.bounds import Body, DecodeLimits
 from ..wire.datatypes import datatype_of
 from ..wire.v2 import (
     HEADER_LENGTH,
@@ -66,7 +66,7 @@ class V2Dialect:
         self._state = state
         self._limits = limits
 
-    def decode(self, head: RequestHead, body: bytes) -> Submission:
+    def decode(self, head: RequestHead, body: Body) -> Submission:
         """Decode and validate the request; raises `batchserve.errors` types, before anything
         is queued."""
         name, version = head.params

@@ -4,8 +4,9 @@ Decoding JSON or msgpack lists creates one Python object per value, and numpy th
 them one by one: tens of bytes of memory and a fraction of a microsecond of held GIL per byte
 received, where a binary tensor costs one copy. So, beside the body limit itself:
 
-- bodies decoded value by value (JSON; msgpack without binary tensors) may be at most
-  `DecodeLimits.elementwise_bytes`;
+- bodies decoded value by value may be at most `DecodeLimits.elementwise_bytes` (JSON) or
+  carry at most `DecodeLimits.elementwise_values` values in lists (msgpack; binary tensors do
+  not count);
 - arrays and objects (the costliest values: an empty list is one byte of msgpack and 56 bytes
   of Python) are counted before (JSON) or while (msgpack) they are built, and refused past
   `DecodeLimits.containers`;
@@ -20,7 +21,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, TypeAlias
 
 import msgpack
 import numpy as np
@@ -29,6 +30,8 @@ from numpy.typing import NDArray
 
 from ...errors import InvalidInput, MalformedRequest, PayloadTooLarge
 
+Body: TypeAlias = bytes | bytearray
+"""A request body as a door hands it over (uvicorn's is the bytearray it was read into)."""
 SMALL_BODY: Final = 64 * 1024
 """Bodies up to this size are decoded without counting (and on the event loop)."""
 CHUNK: Final = 1 << 16
@@ -47,8 +50,15 @@ class DecodeLimits:
 
     @property
     def elementwise_bytes(self) -> int:
-        """Largest body decoded value by value: a quarter of the body limit."""
-        return max(1024, self.body_bytes // 4)
+        """Largest body decoded value by value: an eighth of the body limit."""
+        return max(1024, self.body_bytes // 8)
+
+    @property
+    def elementwise_values(self) -> int:
+        """Most values a msgpack body may carry in lists: one per 4 bytes of
+        `elementwise_bytes` (msgpack spends as little as one byte on a value that costs 8 to
+        32 in Python and numpy)."""
+        return self.elementwise_bytes // 4
 
     def containers(self, size: int) -> int:
         """Arrays and objects a body of `size` bytes may hold: one per row, and one per
@@ -65,12 +75,12 @@ def check_elementwise_size(size: int, limits: DecodeLimits, what: str) -> None:
     if size > limits.elementwise_bytes:
         raise PayloadTooLarge(
             f"a {what} body of {size} bytes exceeds {limits.elementwise_bytes} bytes, the limit"
-            " for bodies decoded value by value (a quarter of max_body_bytes); send large"
+            " for bodies decoded value by value (an eighth of max_body_bytes); send large"
             " tensors as binary (a msgpack binary tensor, or V2 binary data)"
         )
 
 
-def load_json(body: bytes | memoryview, limits: DecodeLimits, what: str = "JSON") -> Any:
+def load_json(body: Body | memoryview, limits: DecodeLimits, what: str = "JSON") -> Any:
     """Parse a JSON document within the bounds (module docstring)."""
     size = len(body)
     check_elementwise_size(size, limits, what)
@@ -84,7 +94,7 @@ def load_json(body: bytes | memoryview, limits: DecodeLimits, what: str = "JSON"
         raise MalformedRequest(f"body is not valid {what}: {exc}") from exc
 
 
-def load_msgpack(body: bytes, limits: DecodeLimits) -> Any:
+def load_msgpack(body: Body, limits: DecodeLimits) -> Any:
     """Unpack a msgpack document within the bounds (module docstring): past `SMALL_BODY`,
     arrays and maps are counted as they are built, and lists of values count against
     `elementwise_bytes` (binary tensors do not)."""
@@ -97,7 +107,7 @@ def load_msgpack(body: bytes, limits: DecodeLimits) -> Any:
             body,
             list_hook=counter.array,
             object_hook=counter.map,
-            max_array_len=limits.elementwise_bytes,
+            max_array_len=limits.elementwise_values,
             max_map_len=limits.containers(size),
         )
     except (InvalidInput, PayloadTooLarge):
@@ -125,7 +135,7 @@ class _Counter:
         self._limits = limits
         self._size = size
         self._containers = limits.containers(size)
-        self._values = limits.elementwise_bytes
+        self._values = limits.elementwise_values
         self._left = self._containers
 
     def array(self, values: list[Any]) -> list[Any]:
@@ -165,16 +175,39 @@ def check_shape(shape: Sequence[int], where: str) -> None:
 
 
 def as_array(values: Any, dtype: np.dtype[Any] | None = None) -> NDArray[Any]:
-    """``np.asarray(values, dtype)``, converting a long list in slices of about `CHUNK`
-    values each. Raises what `np.asarray` raises (a ragged list: ``ValueError``)."""
-    if type(values) is not list or len(values) <= CHUNK:
+    """``np.asarray(values, dtype)``, converting a long list a slice of about `CHUNK` values
+    at a time into one array allocated once. Raises what `np.asarray` raises (a ragged list:
+    ``ValueError``)."""
+    if type(values) is not list or not values:
         return np.asarray(values, dtype=dtype)
+    size = len(values)
     first = values[0]
-    per_item = len(first) if type(first) is list and first else 1
-    step = max(1, CHUNK // per_item)
-    if step >= len(values):
-        return np.asarray(values, dtype=dtype)
-    parts = [np.asarray(values[i : i + step], dtype=dtype) for i in range(0, len(values), step)]
-    if len({part.shape[1:] for part in parts}) > 1:
-        raise ValueError("ragged: slices of different shapes")
-    return np.concatenate(parts)
+    per_item = len(first) if type(first) is list else 1
+    slices: list[tuple[int, int]]
+    if per_item > CHUNK and size <= CHUNK:  # a few long lists: one at a time
+
+        def convert(lo: int, hi: int) -> NDArray[Any]:
+            return as_array(values[lo], dtype)[np.newaxis]
+
+        slices = [(i, i + 1) for i in range(size)]
+    else:
+        step = max(1, CHUNK // max(per_item, 1))
+        if step >= size:
+            return np.asarray(values, dtype=dtype)
+
+        def convert(lo: int, hi: int) -> NDArray[Any]:
+            return np.asarray(values[lo:hi], dtype=dtype)
+
+        slices = [(lo, min(lo + step, size)) for lo in range(0, size, step)]
+    out: NDArray[Any] | None = None
+    for lo, hi in slices:
+        part = convert(lo, hi)
+        if out is None:
+            out = np.empty((size, *part.shape[1:]), dtype=part.dtype)
+        elif part.shape[1:] != out.shape[1:]:
+            raise ValueError("ragged: slices of different shapes")
+        elif (wider := np.result_type(out.dtype, part.dtype)) != out.dtype:
+            out = out.astype(wider)  # e.g. integers first, then a float
+        out[lo:hi] = part
+    assert out is not None
+    return out

@@ -33,7 +33,7 @@ import orjson
 from numpy.typing import NDArray
 
 from ...errors import InvalidInput, MalformedRequest, TooManyItems, UnsupportedMediaType
-from .bounds import DEFAULT_LIMITS, DecodeLimits, as_array, load_json, load_msgpack
+from .bounds import DEFAULT_LIMITS, Body, DecodeLimits, as_array, load_json, load_msgpack
 from .rows import Row, RowDecoder, check_nesting
 from .tensors import (
     MAX_NESTING,
@@ -164,7 +164,7 @@ def _quality(params: str) -> float:
 
 
 def decode_predict(
-    body: bytes,
+    body: Body,
     content_type: str | None,
     *,
     dtype: np.dtype[Any] | None = None,
@@ -241,7 +241,7 @@ def _float_batch(instances: Any, target: np.dtype[Any]) -> Array | None:
     return batch
 
 
-def _two_quotes(body: bytes) -> bool:
+def _two_quotes(body: Body) -> bool:
     second = body.find(b'"', body.find(b'"') + 1)
     return second != -1 and body.find(b'"', second + 1) == -1
 

@@ -17,7 +17,7 @@ from numpy.typing import NDArray
 
 from ...errors import InvalidInput, MalformedRequest, TooManyItems
 from ...models.validation import cast_checked
-from .bounds import as_array
+from .bounds import CHUNK, as_array
 from .tensors import (
     MAX_NESTING,
     TensorStyle,
@@ -187,11 +187,13 @@ def holds_bool(values: Any, arr: Array) -> bool:
     pending = [values]
     while pending:
         seq = pending.pop()
-        types = set(map(type, seq))
-        if bool in types:
-            return True
-        if list in types:
-            pending.extend(x for x in seq if type(x) is list)
+        for start in range(0, len(seq), CHUNK):  # in slices: the GIL is free between them
+            part = seq[start : start + CHUNK]
+            types = set(map(type, part))
+            if bool in types:
+                return True
+            if list in types:
+                pending.extend(x for x in part if type(x) is list)
     return False
 
 

@@ -20,7 +20,7 @@ import orjson
 
 from ...errors import InvalidInput, MalformedRequest, ModelError, PayloadTooLarge
 from ...models.spec import Array, TensorSpec
-from .bounds import DEFAULT_LIMITS, DecodeLimits, check_shape, load_json
+from .bounds import DEFAULT_LIMITS, Body, DecodeLimits, check_shape, load_json
 from .datatypes import datatype_of, to_numpy
 from .v2_tensors import from_binary, from_json, to_binary, to_json
 
@@ -68,7 +68,7 @@ class OutputTensor:
     binary: bool
 
 
-def decompress(body: bytes, encoding: str | None, limit: int) -> bytes:
+def decompress(body: Body, encoding: str | None, limit: int) -> Body:
     """``body`` after its ``Content-Encoding`` (identity, gzip or deflate), at most ``limit``
     bytes. Raises `MalformedRequest` for another encoding or corrupt data and
     `PayloadTooLarge` when the inflated body passes ``limit``."""
@@ -108,7 +108,7 @@ def header_length(value: str | None, body_size: int) -> int | None:
 
 
 def decode_request(
-    body: bytes, json_length: int | None, limits: DecodeLimits = DEFAULT_LIMITS
+    body: Body, json_length: int | None, limits: DecodeLimits = DEFAULT_LIMITS
 ) -> InferRequest:
     """Decode a JSON request, with binary chunks after ``json_length`` bytes when given. The
     JSON part is decoded within `limits` (`batchserve.server.wire.bounds`); binary chunks
@@ -128,7 +128,7 @@ def decode_request(
     return InferRequest(request_id, params, inputs, _outputs(doc.get("outputs")), binary_output)
 
 
-def decode_raw(body: bytes, spec: TensorSpec | None) -> InferRequest:
+def decode_raw(body: Body, spec: TensorSpec | None) -> InferRequest:
     """A raw binary request: the body is one row of the model's only input; every output is
     returned as binary. A BYTES input takes the whole body as its single element."""
     if spec is None:
