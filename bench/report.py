@@ -33,6 +33,7 @@ class Row:
     mean_batch: float | None
     cpu_percent: float
     rss_mib: float
+    loop_us: float | None = None  # CPU of the server's event-loop thread per request (us)
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,8 +177,8 @@ def table(rows: Sequence[Row], workload: str) -> list[str]:
     """The markdown table of one workload."""
     lines = [
         "| contender | conc. | req/s | x naive | x ceiling | p50 ms | p90 ms | p99 ms "
-        "| errors | mean batch | server CPU% | RSS MiB |",
-        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+        "| errors | mean batch | server CPU% | loop CPU us/req | RSS MiB |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
     mine = sorted((r for r in rows if r.workload == workload), key=lambda r: r.concurrency)
     for row in mine:
@@ -186,7 +187,7 @@ def table(rows: Sequence[Row], workload: str) -> list[str]:
             f"| {_num(ratio(rows, row, BASELINE), 2)} | {_num(ratio(rows, row, CEILING), 2)} "
             f"| {row.p50_ms:.2f} | {row.p90_ms:.2f} | {row.p99_ms:.2f} "
             f"| {row.non_2xx + row.socket_errors} | {_num(row.mean_batch, 1)} "
-            f"| {row.cpu_percent:.0f} | {row.rss_mib:.0f} |"
+            f"| {row.cpu_percent:.0f} | {_num(row.loop_us, 0)} | {row.rss_mib:.0f} |"
         )
     return lines
 

@@ -166,7 +166,13 @@ def measure_level(
         rps=load.rps, p50_ms=load.p50_ms, p90_ms=load.p90_ms, p99_ms=load.p99_ms,
         non_2xx=load.non_2xx, socket_errors=load.socket_errors, mean_batch=mean_batch,
         cpu_percent=sampler.cpu_percent, rss_mib=sampler.peak_rss / 2**20,
+        loop_us=_per_request(sampler.loop_cpu_s, load.rps * args.duration),
     )  # fmt: skip
+
+
+def _per_request(cpu_s: float, requests: float) -> float | None:
+    """Microseconds of CPU per request, or None when nothing was served."""
+    return cpu_s / requests * 1e6 if requests > 0 else None
 
 
 class Progress:

@@ -185,7 +185,8 @@ def running(contender: Contender, workload: Workload, pin: list[str]) -> Iterato
 
 
 class Sampler:
-    """CPU% (from cpu time over wall time) and peak RSS of one process over a window."""
+    """CPU% (from cpu time over wall time) and peak RSS of one process over a window, and
+    the CPU time of its main thread (the event loop's, for every contender)."""
 
     def __init__(self, pid: int) -> None:
         self._proc = psutil.Process(pid)
@@ -195,6 +196,14 @@ class Sampler:
         self._cpu0 = 0.0
         self._wall0 = 0.0
         self.cpu_percent = 0.0
+        self._loop0 = 0.0
+        self.loop_cpu_s = 0.0
+
+    def _loop_cpu(self) -> float:
+        for thread in self._proc.threads():
+            if thread.id == self._proc.pid:
+                return float(thread.user_time + thread.system_time)
+        return 0.0
 
     def _cpu(self) -> float:
         times = self._proc.cpu_times()
@@ -206,6 +215,7 @@ class Sampler:
 
     def __enter__(self) -> Sampler:
         self._cpu0, self._wall0 = self._cpu(), time.perf_counter()
+        self._loop0 = self._loop_cpu()
         self.peak_rss = self._proc.memory_info().rss
         self._thread.start()
         return self
@@ -215,3 +225,4 @@ class Sampler:
         self._thread.join()
         wall = time.perf_counter() - self._wall0
         self.cpu_percent = 100.0 * (self._cpu() - self._cpu0) / wall if wall > 0 else 0.0
+        self.loop_cpu_s = self._loop_cpu() - self._loop0

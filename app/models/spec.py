@@ -7,6 +7,7 @@ it accepts are documented in `batchserve.models`.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeAlias
@@ -50,7 +51,13 @@ class TensorSpec:
     @property
     def np_dtype(self) -> np.dtype[Any]:
         """The numpy dtype of this tensor."""
-        return np.dtype(self.dtype)
+        return _dtype(self.dtype)
+
+
+@functools.lru_cache(maxsize=64)
+def _dtype(name: str) -> np.dtype[Any]:
+    # Checked per request row: building a dtype from its name costs more than the lookup.
+    return np.dtype(name)
 
 
 def _normalise_shape(name: str, shape: object) -> tuple[int, ...]:

@@ -140,6 +140,7 @@ class ServiceProtocol(HttpToolsProtocol):
         self._feeding = self._advancing = self._again = False
         self._phase = _IDLE
         self._deadline = 0.0
+        self._now = 0.0  # the loop's time when the data being parsed arrived
         self._tick: asyncio.TimerHandle | None = None
 
     # -- the connection ------------------------------------------------------------------
@@ -182,8 +183,26 @@ class ServiceProtocol(HttpToolsProtocol):
         if self._held is not None:
             self._held += data
             self.flow.pause_reading()
-        elif not self._stopped:
-            self._feed(data)
+            return
+        if self._stopped:
+            return
+        self._now = self.loop.time()
+        if self._receiving is None and len(self._queue) >= 2:
+            self._held = bytearray(data)
+            self.flow.pause_reading()
+            return
+        room = self.limits.max_header_bytes - (self._head_fed if self._in_head else 0)
+        if len(data) <= room and data.count(_HEAD_END) <= 1:
+            # The usual chunk: at most one request head ends in it, so it can complete at
+            # most one request, and even all head it stays under the cap. One parse.
+            self._feeding = True
+            try:
+                if self._parse(data) and self._in_head:
+                    self._head_fed += len(data)
+            finally:
+                self._feeding = False
+            return
+        self._feed(data)
 
     def _feed(self, data: bytes) -> None:
         """Parse `data` in pieces that end where a request's head or body ends, holding the
@@ -216,7 +235,7 @@ class ServiceProtocol(HttpToolsProtocol):
         found = data.find(_HEAD_END, pos, pos + room)
         return found + len(_HEAD_END) if found >= 0 else min(size, pos + room)
 
-    def _parse(self, piece: memoryview) -> bool:
+    def _parse(self, piece: bytes | memoryview) -> bool:
         try:
             self.parser.feed_data(piece)
         except httptools.HttpParserUpgrade:
@@ -238,52 +257,59 @@ class ServiceProtocol(HttpToolsProtocol):
         super().on_message_begin()
         self._in_head = True
         self._head_fed = 0
-        self._set_phase(_HEAD, self.limits.header_timeout_s)
+        self._phase = _HEAD
+        self._deadline = self._now + self.limits.header_timeout_s
 
     def on_headers_complete(self) -> None:
         self._in_head = False
-        if len(self.url) + sum(len(n) + len(v) + 4 for n, v in self.headers) > (
-            self.limits.max_header_bytes
-        ):
-            raise self._too_large_head()
         parser = self.parser
         method = parser.get_method().decode("ascii")
         version = parser.get_http_version()
-        self.scope["method"] = method
-        if version != "1.1":
-            self.scope["http_version"] = version
         if parser.should_upgrade() and self._should_upgrade():
+            self.scope["method"] = method
             return
-        parsed = httptools.parse_url(self.url)
-        path = parsed.path.decode("ascii")
+        raw_path, query = _split_target(self.url)
+        path = raw_path.decode("ascii")
         if "%" in path:
             path = urllib.parse.unquote(path)
-        self.scope["path"] = self.root_path + path
-        self.scope["raw_path"] = self.root_path.encode("ascii") + parsed.path
-        self.scope["query_string"] = parsed.query or b""
         keep_alive = version != "1.0" and parser.should_keep_alive()
-        length, chunked = _framing(self.headers)
         match = None
         if self.door.fast_path and not self.expect_100_continue and not self.root_path:
             match = self.door.service.match(method, path)
         request: _Request
         if match is not None:
-            request = self._exchanged(method, path, keep_alive, *match)
+            headers = text_headers(self.headers)
+            request = self._exchanged(method, path, headers, keep_alive, *match)
+            length, chunked = _text_framing(headers)
         else:
+            length, chunked = _framing(self.headers)
+            scope = self.scope
+            scope["method"] = method
+            if version != "1.1":
+                scope["http_version"] = version
+            scope["path"] = self.root_path + path
+            scope["raw_path"] = self.root_path.encode("ascii") + raw_path
+            scope["query_string"] = query
             request = self._cycle(keep_alive)
         self._queue.append(request)
         self._receiving = request
         self._body_left = None if chunked else length
-        self._set_phase(_BODY, self.limits.body_timeout_s)
+        self._phase = _BODY
+        self._deadline = self._now + self.limits.body_timeout_s
         if isinstance(request, _Cycle):
             self._advance()  # the app starts at once and reads the body itself
         elif length is not None and length > self.door.limit:
             self._refuse_body(request)
 
     def _exchanged(
-        self, method: str, path: str, keep_alive: bool, dialect: Dialect, params: tuple[str, ...]
+        self,
+        method: str,
+        path: str,
+        headers: dict[str, str],
+        keep_alive: bool,
+        dialect: Dialect,
+        params: tuple[str, ...],
     ) -> _Exchanged:
-        headers = text_headers(self.headers)
         rid = request_id_for(headers.get("x-request-id"))
         request = _Exchanged(self, keep_alive)
         head = RequestHead(method, path, headers, rid, params)
@@ -313,7 +339,7 @@ class ServiceProtocol(HttpToolsProtocol):
             return
         if self._body_left is not None:
             self._body_left -= len(body)
-        self._deadline = self.loop.time() + self.limits.body_timeout_s
+        self._deadline = self._now + self.limits.body_timeout_s
         if isinstance(request, _Exchanged):
             request.body += body
             if len(request.body) > self.door.limit:  # a chunked body over the limit
@@ -376,8 +402,7 @@ class ServiceProtocol(HttpToolsProtocol):
             first = queue[0]
             ready = first.complete or isinstance(first, _Cycle)
             if not first.started and ready and not self.flow.write_paused:
-                first.start()
-                self._again = True
+                first.start()  # an answer it gives at once re-enters `_advance`
                 return
         elif self._broken is not None:
             self._write_error(self._broken)
@@ -391,6 +416,7 @@ class ServiceProtocol(HttpToolsProtocol):
         if held is not None and not self._feeding and (self._receiving or len(queue) < 2):
             self._held = None
             self.flow.resume_reading()
+            self._now = self.loop.time()
             self._feed(bytes(held))
             self._again = True
 
@@ -535,6 +561,22 @@ class ServiceProtocol(HttpToolsProtocol):
 
 class MalformedHttp(MalformedRequest):
     """The bytes on the connection are not HTTP/1.1."""
+
+
+def _split_target(target: bytes) -> tuple[bytes, bytes]:
+    """(path, query) of a request target (origin form, or absolute form via httptools)."""
+    if not target.startswith(b"/"):
+        parsed = httptools.parse_url(target)
+        return parsed.path, parsed.query or b""
+    path, _, query = target.partition(b"?")
+    return path, query
+
+
+def _text_framing(headers: dict[str, str]) -> tuple[int | None, bool]:
+    """`_framing` from headers already decoded."""
+    length = headers.get("content-length")
+    chunked = "chunked" in headers.get("transfer-encoding", "").lower()
+    return (int(length) if length is not None and length.isdigit() else None), chunked
 
 
 def _framing(headers: list[tuple[bytes, bytes]]) -> tuple[int | None, bool]:

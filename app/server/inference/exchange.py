@@ -43,7 +43,7 @@ class Reply:
     headers: list[tuple[str, str]] = field(default_factory=list)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a frozen dataclass pays for its __init__ per request
 class RequestHead:
     """What a door knows of a request before its body: lower-case header names."""
 

@@ -55,14 +55,6 @@ def parse_timeout(value: str | None, settings: Settings) -> float | None:
     return seconds
 
 
-def header_policy(
-    headers: Mapping[str, str], settings: Settings
-) -> tuple[BatchPriority, float | None]:
-    """``(priority, timeout in seconds)`` from the headers alone."""
-    priority = parse_priority(headers.get(PRIORITY_HEADER))
-    return priority, parse_timeout(headers.get(TIMEOUT_HEADER), settings)
-
-
 def schedule_policy(
     params: Mapping[str, Any], headers: Mapping[str, str], settings: Settings
 ) -> tuple[BatchPriority, float | None]:

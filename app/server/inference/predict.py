@@ -23,7 +23,7 @@ from ..wire.codecs import (
     response_format,
 )
 from .exchange import Reply, RequestHead, Submission
-from .policy import header_policy
+from .policy import PRIORITY_HEADER, TIMEOUT_HEADER, parse_priority, parse_timeout
 
 PREDICT_PATH: Final = "/predict"
 
@@ -44,7 +44,9 @@ class PredictDialect:
         headers = head.headers
         content_type = headers.get("content-type")
         fmt_out = response_format(request_format(content_type), headers.get("accept"))
-        priority, timeout = header_policy(headers, self._state.settings)
+        settings = self._state.settings
+        priority = parse_priority(headers.get(PRIORITY_HEADER))
+        timeout = parse_timeout(headers.get(TIMEOUT_HEADER), settings)
         decoded = decode_predict(body, content_type, dtype=input_dtype(model), limits=self._limits)
         if not decoded.rows:
             raise InvalidInput("'instances' must be a non-empty list")

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final, TypeAlias
 
 import msgpack
@@ -43,22 +43,23 @@ MAX_ELEMENTS: Final = 2**31 - 1
 
 @dataclass(frozen=True, slots=True)
 class DecodeLimits:
-    """Per-request decoding bounds, from the settings."""
+    """Per-request decoding bounds, from the settings.
+
+    ``elementwise_bytes``: the largest body decoded value by value, an eighth of the body
+    limit. ``elementwise_values``: the most values a msgpack body may carry in lists, one
+    per 4 of those bytes (msgpack spends as little as one byte on a value that costs 8 to 32
+    in Python and numpy).
+    """
 
     body_bytes: int  # any body (max_body_bytes)
     rows: int  # rows one request may carry (the queue's capacity)
+    elementwise_bytes: int = field(init=False)
+    elementwise_values: int = field(init=False)
 
-    @property
-    def elementwise_bytes(self) -> int:
-        """Largest body decoded value by value: an eighth of the body limit."""
-        return max(1024, self.body_bytes // 8)
-
-    @property
-    def elementwise_values(self) -> int:
-        """Most values a msgpack body may carry in lists: one per 4 bytes of
-        `elementwise_bytes` (msgpack spends as little as one byte on a value that costs 8 to
-        32 in Python and numpy)."""
-        return self.elementwise_bytes // 4
+    def __post_init__(self) -> None:
+        elementwise = max(1024, self.body_bytes // 8)
+        object.__setattr__(self, "elementwise_bytes", elementwise)  # frozen: set once here
+        object.__setattr__(self, "elementwise_values", elementwise // 4)
 
     def containers(self, size: int) -> int:
         """Arrays and objects a body of `size` bytes may hold: one per row, and one per
@@ -83,7 +84,8 @@ def check_elementwise_size(size: int, limits: DecodeLimits, what: str) -> None:
 def load_json(body: Body | memoryview, limits: DecodeLimits, what: str = "JSON") -> Any:
     """Parse a JSON document within the bounds (module docstring)."""
     size = len(body)
-    check_elementwise_size(size, limits, what)
+    if size > limits.elementwise_bytes:
+        check_elementwise_size(size, limits, what)
     if size > SMALL_BODY:
         data = bytes(body) if isinstance(body, memoryview) else body
         containers = data.count(b"[") + data.count(b"{")  # brackets in strings count too
