@@ -158,15 +158,21 @@ class GroupRunner:
         self._stop = stop_event
         self._defer = defer
 
+    def replace(self, process_func: ProcessFunc) -> None:
+        """Run later groups through `process_func`; a group already running finishes, its
+        retries and bisection included, with the function it started with."""
+        self._process = process_func
+
     def run(self, entries: list[PrioritizedItem]) -> int:
         """Run a batchable group; returns how many entries failed."""
-        return self._run(entries, retries=self._max_retries)
+        return self._run(entries, self._max_retries, self._process)
 
     def run_single(self, entry: PrioritizedItem) -> int:
         """Run one non-batchable item by itself; returns 1 if it failed, else 0."""
+        process = self._process
         for attempt in range(self._max_retries + 1):
             try:
-                result = self._process(entry.item)
+                result = process(entry.item)
             except BaseException as exc:  # any model failure is this item's
                 if attempt < self._max_retries and self._pause_before_retry():
                     continue
@@ -175,17 +181,17 @@ class GroupRunner:
             return 0
         return 0  # pragma: no cover - the loop always returns
 
-    def _run(self, entries: list[PrioritizedItem], retries: int) -> int:
+    def _run(self, entries: list[PrioritizedItem], retries: int, process: ProcessFunc) -> int:
         batch = stack([e.item for e in entries])
         for attempt in range(retries + 1):
             try:
-                rows = split_rows(self._process(batch), len(entries))
+                rows = split_rows(process(batch), len(entries))
             except OutputMismatch as exc:
                 return self._fail(entries, exc)
             except BaseException as exc:  # SystemExit, CancelledError... too
                 if attempt < retries and self._pause_before_retry():
                     continue
-                return self._isolate_or_fail(entries, exc)
+                return self._isolate_or_fail(entries, exc, process)
             settle = functools.partial(settle_rows, [e.future for e in entries], rows)
             if self._defer is not None:
                 self._defer(settle)
@@ -194,12 +200,14 @@ class GroupRunner:
             return 0
         return 0  # pragma: no cover - the loop always returns
 
-    def _isolate_or_fail(self, entries: list[PrioritizedItem], exc: BaseException) -> int:
+    def _isolate_or_fail(
+        self, entries: list[PrioritizedItem], exc: BaseException, process: ProcessFunc
+    ) -> int:
         if not self._isolate or len(entries) == 1 or self._stop.is_set():
             return self._fail(entries, exc)
         notify(self._collector, "on_isolation")
         middle = len(entries) // 2
-        return self._run(entries[:middle], retries=0) + self._run(entries[middle:], retries=0)
+        return self._run(entries[:middle], 0, process) + self._run(entries[middle:], 0, process)
 
     def _pause_before_retry(self) -> bool:
         """Wait `retry_delay` before a retry; False when shutdown interrupted the wait."""

@@ -118,6 +118,7 @@ class BatchProcessor(Generic[T, U]):
         self._health = HealthChecker(cfg, **kwargs)
         self._failure: str | None = None  # why the worker ended for good, once it has
         self._stopped = False  # stop() has run (abort() refuses work but leaves the joins to it)
+        self._runner: GroupRunner | None = None
         self._last_health: HealthReport | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -143,6 +144,7 @@ class BatchProcessor(Generic[T, U]):
                 stop_event=self._abort_event,
                 defer=self._followup.post,
             )
+            self._runner = runner
             self.worker_thread = self._spawn("batchserve-worker", self._wrapped_worker_loop, runner)
             self._spawn("batchserve-deadlines", self._deadline_loop)
             if self.config.enable_health_monitoring:
@@ -201,6 +203,14 @@ class BatchProcessor(Generic[T, U]):
         self.stop_event.set()
         self.paused_event.clear()
         self._abort(reason)
+
+    def swap_model(self, process_func: Callable[[Any], Any]) -> None:
+        """Run every batch formed from now on through `process_func`. A batch already running
+        finishes with the function it started with: no batch is answered by a mix of the
+        two. Raises `RuntimeError` before `start`."""
+        if self._runner is None:
+            raise RuntimeError("the batch processor has not been started")
+        self._runner.replace(process_func)
 
     def pause(self) -> None:
         """Dispatch nothing new; queued items stay queued (their deadlines still apply)."""

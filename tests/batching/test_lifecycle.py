@@ -185,3 +185,20 @@ def test_a_worker_stuck_in_a_hung_model_is_the_only_thread_left_after_stop(
     assert processor.worker_thread is not None
     processor.worker_thread.join(5)
     assert engine_threads() - before == set()
+
+
+def test_swap_model_applies_from_the_next_batch_and_never_mixes_a_batch(
+    make_processor: ProcessorFactory,
+) -> None:
+    old = GatedModel()
+    new = RecordingModel(lambda batch: batch * 10)
+    processor = make_processor(old, initial_batch_size=2, max_batch_size=2)
+    running = [processor.enqueue_predict(row(i)) for i in (1, 2)]
+    old.wait_calls(1)  # the old model holds a batch of two
+    queued = [processor.enqueue_predict(row(i)) for i in (3, 4)]
+    processor.swap_model(new)
+    old.open()
+    assert [f.result(timeout=5)[0] for f in running] == [2.0, 4.0]  # all old
+    assert [f.result(timeout=5)[0] for f in queued] == [30.0, 40.0]  # all new
+    assert old.seen == [1, 2]
+    assert new.seen == [3, 4]
