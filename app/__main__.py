@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from . import __version__
-from .config import Settings, unknown_environment
+from .config import HIDDEN_SETTINGS, Settings, unknown_environment
 
 #: Settings that are never flags: a value on the command line is in the process table.
 SECRET_SETTINGS = frozenset({"admin_token"})
@@ -32,6 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="start the HTTP service")
     for name, field in Settings.model_fields.items():
         flag = "--" + name.replace("_", "-")
+        if name in HIDDEN_SETTINGS:
+            continue
         if name in SECRET_SETTINGS:
             serve.add_argument(flag, dest=name, default=None, help=argparse.SUPPRESS)
             continue

@@ -33,6 +33,9 @@ class LogFormat(enum.StrEnum):
 ENV_PREFIX: Final = "BATCHSERVE_"
 TEST_PREFIX: Final = "BATCHSERVE_TEST_"
 MIN_ADMIN_TOKEN_CHARS: Final = 16
+#: Engine fields the service names otherwise (``instances`` is ``model_instances``).
+HIDDEN_SETTINGS: Final = frozenset({"instances"})
+HIDDEN_VARIABLES: Final = frozenset(ENV_PREFIX + name.upper() for name in HIDDEN_SETTINGS)
 _NONE_WORDS: Final = frozenset({"none", "null", "off"})
 
 
@@ -48,6 +51,13 @@ class Settings(BaseSettings, BatchProcessorConfig):
         env_ignore_empty=True,
     )
 
+    model_instances: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="Model instances: batches run at once, each on its own thread (a factory"
+        " model gets its own copy per instance).",
+    )
     host: str = Field("127.0.0.1", description="Address to bind.")
     port: int = Field(8000, ge=0, le=65535, description="TCP port to bind (0 = any free port).")
     model: str = Field(
@@ -166,9 +176,10 @@ class Settings(BaseSettings, BatchProcessorConfig):
         return [part for part in self.model_path.split(os.pathsep) if part.strip()]
 
     def engine_config(self) -> BatchProcessorConfig:
-        """The engine's part of the settings."""
-        fields = BatchProcessorConfig.model_fields
-        return BatchProcessorConfig(**{name: getattr(self, name) for name in fields})
+        """The engine's part of the settings (`model_instances` is the engine's `instances`)."""
+        values = {name: getattr(self, name) for name in BatchProcessorConfig.model_fields}
+        values["instances"] = self.model_instances
+        return BatchProcessorConfig(**values)
 
     def public_dict(self) -> dict[str, Any]:
         """Settings safe to show (the admin token is reduced to whether it is set)."""
@@ -195,7 +206,7 @@ def unknown_environment() -> list[str]:
 def unknown_variables(environ: Mapping[str, str]) -> list[str]:
     """``BATCHSERVE_*`` variables in `environ` that name no setting, each with the nearest
     setting's variable when there is one (a misspelling would otherwise be ignored)."""
-    known = {ENV_PREFIX + name.upper() for name in Settings.model_fields}
+    known = {ENV_PREFIX + name.upper() for name in Settings.model_fields} - HIDDEN_VARIABLES
     problems = []
     for name in sorted(environ):
         upper = name.upper()

@@ -223,6 +223,27 @@ class Metrics(MetricsCollector):
             "Items failed because the model raised or broke its contract.",
         )
         self._retries = _counter(reg, "batch_retries_total", "Failed batches retried whole.")
+        self._instance_batches = _counter(
+            reg, "instance_batches_total", "Model calls per execution slot.", ("instance",)
+        )
+        self._instance_busy = _counter(
+            reg,
+            "instance_busy_seconds_total",
+            "Time each execution slot spent in the model (s).",
+            ("instance",),
+        )
+        for series in (self._instance_batches, self._instance_busy):
+            series.labels("instance 0")  # the one slot of a default engine, from the start
+        self._padding_rows = _counter(
+            reg,
+            "batch_padding_rows_total",
+            "Rows added to batches to reach a size the model takes.",
+        )
+        self._padding_values = _counter(
+            reg,
+            "batch_padding_values_total",
+            "Values added to rows to reach the batch's common length (variable-length inputs).",
+        )
         self._isolations = _counter(
             reg, "batch_isolations_total", "Failed batches split in two to isolate failing items."
         )
@@ -332,6 +353,16 @@ class Metrics(MetricsCollector):
     def on_model_error(self, count: int = 1) -> None:
         """Count ``count`` items failed by the model."""
         self._model_errors.inc(count)
+
+    def on_instance_batch(self, instance: str, processing_time_s: float) -> None:
+        self._instance_batches.labels(instance).inc()
+        self._instance_busy.labels(instance).inc(processing_time_s)
+
+    def on_padding(self, rows: int, values: int) -> None:
+        if rows:
+            self._padding_rows.inc(rows)
+        if values:
+            self._padding_values.inc(values)
 
     def on_retry(self) -> None:
         """Count a whole-batch retry."""

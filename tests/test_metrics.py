@@ -31,6 +31,8 @@ HOOKS = (
     "on_isolation",
     "on_target_size",
     "on_queue_depth",
+    "on_instance_batch",
+    "on_padding",
 )
 SNAKE_CASE = re.compile(r"^[a-z_][a-z0-9_]*$")
 

@@ -107,6 +107,13 @@ class BatchProcessorConfig(BaseModel):
     stuck_batch_timeout: float = Field(
         60.0, gt=0, description="A batch running longer than this is reported stuck (s)."
     )
+    instances: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="Execution slots: batches run at once, each on its own thread and model"
+        " instance.",
+    )
 
     @model_validator(mode="before")
     @classmethod

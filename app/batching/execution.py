@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ModelError, OutputMismatch
+from .collate import Collator
 from .config import PrioritizedItem
 from .futures import ItemFuture, settle_later
 from .observer import notify
@@ -149,6 +150,7 @@ class GroupRunner:
         collector: Any,
         stop_event: threading.Event,
         defer: Callable[[Callable[[], None]], None] | None = None,
+        collator: Collator | None = None,
     ) -> None:
         self._process = process_func
         self._max_retries = max_retries
@@ -157,6 +159,7 @@ class GroupRunner:
         self._collector = collector
         self._stop = stop_event
         self._defer = defer
+        self._collator = collator
 
     def replace(self, process_func: ProcessFunc) -> None:
         """Run later groups through `process_func`; a group already running finishes, its
@@ -182,10 +185,19 @@ class GroupRunner:
         return 0  # pragma: no cover - the loop always returns
 
     def _run(self, entries: list[PrioritizedItem], retries: int, process: ProcessFunc) -> int:
-        batch = stack([e.item for e in entries])
+        collator = self._collator
+        items = [e.item for e in entries]
+        if collator is None:
+            batch, layout = stack(items), None
+        else:
+            batch, layout = collator.collate(items)
         for attempt in range(retries + 1):
             try:
-                rows = split_rows(process(batch), len(entries))
+                output = process(batch)
+                if collator is None:
+                    rows = split_rows(output, len(entries))
+                else:
+                    rows = collator.uncollate(output, layout, len(entries))
             except OutputMismatch as exc:
                 return self._fail(entries, exc)
             except BaseException as exc:  # SystemExit, CancelledError... too

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from collections.abc import Callable, Hashable
+from typing import Any
 
 import numpy as np
 
@@ -50,11 +51,18 @@ def collect_batch(
     return entries
 
 
-def group_entries(entries: list[PrioritizedItem]) -> dict[Hashable | None, list[PrioritizedItem]]:
-    """Entries that stack together (same shape and dtype, or same keys), in arrival order;
-    the key None holds items that cannot be stacked."""
+def group_entries(
+    entries: list[PrioritizedItem], key_of: Callable[[Any], Hashable | None] | None = None
+) -> dict[Hashable | None, list[PrioritizedItem]]:
+    """Entries that batch together, in arrival order: same `key_of(item)` (default: same
+    shape and dtype, or same keys); the key None holds items that cannot be stacked."""
     if not entries:
         return {}
+    if key_of is not None:
+        keyed: dict[Hashable | None, list[PrioritizedItem]] = defaultdict(list)
+        for entry in entries:
+            keyed[key_of(entry.item)].append(entry)
+        return keyed
     first = entries[0].item
     if type(first) is np.ndarray:
         # The common case, one shape and dtype for the whole batch, without a key per item.

@@ -50,7 +50,7 @@ class EngineSnapshot:
     """The engine readings a health check needs. Times in seconds."""
 
     worker_alive: bool
-    batch_ages_s: Iterable[float]
+    batches: Iterable[tuple[str, float]]  # running batches: (slot name, age in seconds)
     queue_size: int
     running: bool = True
     failure: str | None = None  # why the engine failed closed, once it has
@@ -76,11 +76,12 @@ class HealthChecker:
             unhealthy.append(f"engine failed: {snap.failure}")
         elif snap.running and not snap.worker_alive:
             unhealthy.append("batch worker thread is not running")
-        stuck = sum(1 for age in snap.batch_ages_s if age > cfg.stuck_batch_timeout)
+        stuck_in = sorted(name for name, age in snap.batches if age > cfg.stuck_batch_timeout)
+        stuck = len(stuck_in)
         if stuck:
             unhealthy.append(
                 f"{stuck} batch(es) running longer than stuck_batch_timeout="
-                f"{cfg.stuck_batch_timeout:g}s"
+                f"{cfg.stuck_batch_timeout:g}s ({', '.join(stuck_in)})"
             )
         memory = self._memory_probe()
         critical = memory >= cfg.memory_critical_threshold

@@ -36,6 +36,13 @@ class MetricsCollector:
     ) -> None:
         """A model call finished (successfully or not) on `batch_size` items."""
 
+    def on_instance_batch(self, instance: str, processing_time_s: float) -> None:
+        """With several execution slots: `instance` finished a model call."""
+
+    def on_padding(self, rows: int, values: int) -> None:
+        """A batch was padded: `rows` rows to reach an allowed batch size, `values` values to
+        bring variable-length rows to a common length."""
+
     def on_rejected(self, reason: str, count: int = 1) -> None:
         """`count` items were refused or dropped before the model, for `reason`."""
 

@@ -31,6 +31,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Generic, TypeVar
 
 from ..errors import DeadlineExceeded, EngineFailed, ItemTooLarge, QueueFull, ShuttingDown
+from .collate import Collator
 from .config import (
     BatchPriority,
     BatchProcessingStrategy,
@@ -56,6 +57,7 @@ from .observer import (
 )
 from .queue import ItemQueue
 from .sizing import AdaptiveSizer, Observation
+from .slots import Slot
 from .stats import BatchStats
 
 T = TypeVar("T")
@@ -105,8 +107,9 @@ class BatchProcessor(Generic[T, U]):
         self._wake_pending = False  # a worker wake-up is scheduled on a loop
         self._system_load = 0.0
         self._last_batch_start: float | None = None
-        self._active_batches: dict[int, float] = {}
-        self._inflight: list[PrioritizedItem] = []
+        self._active_batches: dict[int, tuple[str, float]] = {}  # id -> (slot name, start)
+        self._slots: list[Slot] = []
+        self._collator: Collator | None = None
         self._sequence = itertools.count()
         self._batch_ids = itertools.count(1)
         self._rejected: Counter[str] = Counter()
@@ -118,16 +121,30 @@ class BatchProcessor(Generic[T, U]):
         self._health = HealthChecker(cfg, **kwargs)
         self._failure: str | None = None  # why the worker ended for good, once it has
         self._stopped = False  # stop() has run (abort() refuses work but leaves the joins to it)
-        self._runner: GroupRunner | None = None
         self._last_health: HealthReport | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
-    def start(self, process_func: Callable[[Any], Any]) -> None:
-        """Start the worker (and reaper, and health monitor) running `process_func`.
+    def start(
+        self,
+        process_func: Callable[[Any], Any] | Sequence[Callable[[Any], Any]],
+        *,
+        collator: Collator | None = None,
+    ) -> None:
+        """Start the workers (and reaper, and health monitor) running `process_func`.
 
-        Raises `RuntimeError` if already started or stopped.
+        With ``config.instances`` slots, `process_func` is one function shared by every slot,
+        or a sequence of one per slot (each slot's own model instance). `collator` turns a
+        group of items into the model's batch and its output back into rows (default: stack
+        same-shape arrays; see `batchserve.batching.collate`). Raises `RuntimeError` if
+        already started or stopped, `ValueError` for a sequence of the wrong length.
         """
+        count = self.config.instances
+        funcs = list(process_func) if isinstance(process_func, Sequence) else [process_func]
+        if len(funcs) == 1:
+            funcs *= count
+        if len(funcs) != count:
+            raise ValueError(f"{len(funcs)} model functions for instances={count}")
         with self.worker_lock:
             if self.worker_thread is not None or self.stop_event.is_set():
                 raise RuntimeError("BatchProcessor can be started only once")
@@ -135,17 +152,22 @@ class BatchProcessor(Generic[T, U]):
                 self.config.max_workers, thread_name_prefix="batchserve-item"
             )
             self._followup = FollowUp("batchserve-followup")
-            runner = GroupRunner(
-                process_func,
-                max_retries=self.config.max_retries,
-                retry_delay=self.config.retry_delay,
-                isolate_failures=self.config.isolate_failures,
-                collector=self.metrics,
-                stop_event=self._abort_event,
-                defer=self._followup.post,
-            )
-            self._runner = runner
-            self.worker_thread = self._spawn("batchserve-worker", self._wrapped_worker_loop, runner)
+            self._collator = collator
+            for index, func in enumerate(funcs):
+                runner = GroupRunner(
+                    func,
+                    max_retries=self.config.max_retries,
+                    retry_delay=self.config.retry_delay,
+                    isolate_failures=self.config.isolate_failures,
+                    collector=self.metrics,
+                    stop_event=self._abort_event,
+                    defer=self._followup.post,
+                    collator=collator,
+                )
+                self._slots.append(Slot(index, runner))
+            for slot in self._slots:
+                slot.thread = self._spawn(slot.thread_name, self._wrapped_worker_loop, slot)
+            self.worker_thread = self._slots[0].thread
             self._spawn("batchserve-deadlines", self._deadline_loop)
             if self.config.enable_health_monitoring:
                 self._spawn("batchserve-health", self._health_check_loop)
@@ -166,10 +188,11 @@ class BatchProcessor(Generic[T, U]):
             self.stop_event.set()
         self.queue.close()
         self.paused_event.clear()
-        worker = self.worker_thread
-        if worker is not None:
-            worker.join(timeout)
-        stuck = worker is not None and worker.is_alive()
+        workers = [slot.thread for slot in self._slots if slot.thread is not None]
+        until = None if timeout is None else time.monotonic() + timeout
+        for worker in workers:
+            worker.join(None if until is None else max(0.0, until - time.monotonic()))
+        stuck = any(worker.is_alive() for worker in workers)
         # Whatever state the worker is in (done, stuck in the model, dead), nothing is left
         # without an answer: a worker that drained normally leaves nothing to fail here.
         self._abort("the batch processor stopped before this item was processed")
@@ -178,7 +201,7 @@ class BatchProcessor(Generic[T, U]):
         self.shutdown_event.set()
         self._reaper_wake.set()
         for thread in self._threads:
-            if thread is not worker:
+            if thread not in workers:
                 thread.join(1.0)
         if self.executor is not None:
             # Once the worker has exited the pool is idle, so joining it is quick and leaves no
@@ -189,7 +212,7 @@ class BatchProcessor(Generic[T, U]):
     def _abort(self, reason: str, error: type[Exception] = ShuttingDown) -> None:
         left = self.queue.abort()
         self._fail(left, error(reason), REJECT_SHUTTING_DOWN)
-        running = list(self._inflight)
+        running = [entry for slot in self._slots for entry in slot.inflight]
         if running and any(not e.future.done() for e in running if e.future is not None):
             self.logger.warning("%d item(s) still running at the drain deadline", len(running))
             self._fail(running, error("the engine stopped while the model ran this item"))
@@ -204,13 +227,21 @@ class BatchProcessor(Generic[T, U]):
         self.paused_event.clear()
         self._abort(reason)
 
-    def swap_model(self, process_func: Callable[[Any], Any]) -> None:
-        """Run every batch formed from now on through `process_func`. A batch already running
-        finishes with the function it started with: no batch is answered by a mix of the
-        two. Raises `RuntimeError` before `start`."""
-        if self._runner is None:
+    def swap_model(
+        self, process_func: Callable[[Any], Any] | Sequence[Callable[[Any], Any]]
+    ) -> None:
+        """Run every batch formed from now on through `process_func` (one shared function, or
+        one per slot). A batch already running finishes with the function it started with:
+        no batch is answered by a mix of the two. Raises `RuntimeError` before `start`."""
+        if not self._slots:
             raise RuntimeError("the batch processor has not been started")
-        self._runner.replace(process_func)
+        funcs = list(process_func) if isinstance(process_func, Sequence) else [process_func]
+        if len(funcs) == 1:
+            funcs *= len(self._slots)
+        if len(funcs) != len(self._slots):
+            raise ValueError(f"{len(funcs)} model functions for {len(self._slots)} instances")
+        for slot, func in zip(self._slots, funcs, strict=True):
+            slot.runner.replace(func)
 
     def pause(self) -> None:
         """Dispatch nothing new; queued items stay queued (their deadlines still apply)."""
@@ -384,19 +415,17 @@ class BatchProcessor(Generic[T, U]):
 
     # -- the worker -------------------------------------------------------------------------
 
-    def _wrapped_worker_loop(self, runner: GroupRunner) -> None:
+    def _wrapped_worker_loop(self, slot: Slot) -> None:
         """Keep the worker alive: a crash fails the batch in hand and the loop restarts. If
         the thread ends anyway before `stop()`, the engine fails closed (`_fail_closed`)."""
         reason = "the batch worker thread exited unexpectedly"
         try:
             while True:
                 try:
-                    self._worker_loop(runner)
+                    self._worker_loop(slot)
                     return
                 except BaseException:
-                    failed = list(self._inflight)
-                    self._inflight = []
-                    self.batch_ready_event.clear()
+                    failed, slot.inflight = slot.inflight, []
                     self._fail(failed, ShuttingDown("internal error in the batch worker"))
                     self.logger.exception("batch worker crashed; failing its batch and restarting")
         except BaseException as exc:  # the recovery itself failed: the thread ends here
@@ -413,13 +442,13 @@ class BatchProcessor(Generic[T, U]):
         with contextlib.suppress(BaseException):  # logging may be what broke the worker
             self.logger.error("engine failed closed: %s", reason)
 
-    def _worker_loop(self, runner: GroupRunner) -> None:
+    def _worker_loop(self, slot: Slot) -> None:
         while True:
             self._respect_min_interval()
             entries = self._collect_batch()
             if not entries:
                 return
-            self._process_batch(entries, runner)
+            self._process_batch(entries, slot)
 
     def _respect_min_interval(self) -> None:
         interval = self.config.min_batch_interval
@@ -437,21 +466,22 @@ class BatchProcessor(Generic[T, U]):
         )
         return collect_batch(self.queue, self._target_size, self._max_batch_memory, fixed_wait)
 
-    def _process_batch(self, entries: list[PrioritizedItem], runner: GroupRunner) -> None:
+    def _process_batch(self, entries: list[PrioritizedItem], slot: Slot) -> None:
         batch_id = next(self._batch_ids)
         start = time.monotonic()
         self._update_system_load(start)
-        self._active_batches[batch_id] = start
-        self._inflight = entries
+        self._active_batches[batch_id] = (slot.name, start)
+        slot.inflight, slot.running_since = entries, start
         self.batch_ready_event.set()
         try:
             live = self._admit(entries, start)
-            for key, group in group_entries(live).items():
+            key_of = self._collator.key if self._collator is not None else None
+            for key, group in group_entries(live, key_of).items():
                 if self._abort_event.is_set():
                     # Past stop()'s deadline: answer instead of running the model again.
                     self._fail(group, ShuttingDown("the batch processor stopped"))
                     continue
-                self._run_group(key, group, runner)
+                self._run_group(key, group, slot)
         except BaseException:
             # No caller may be left waiting because the engine itself broke (an item that
             # cannot be stacked, a MemoryError while stacking): fail what is not settled yet,
@@ -459,9 +489,12 @@ class BatchProcessor(Generic[T, U]):
             self._fail(entries, ShuttingDown("internal error in the batch worker"))
             self.logger.exception("internal error in batch %d; failing its items", batch_id)
         finally:
-            self._inflight = []
+            slot.inflight, slot.running_since = [], None
+            slot.batches += 1
+            slot.busy_s += time.monotonic() - start
             del self._active_batches[batch_id]
-            self.batch_ready_event.clear()
+            if not self._active_batches:
+                self.batch_ready_event.clear()
 
     def _admit(self, entries: list[PrioritizedItem], now: float) -> list[PrioritizedItem]:
         """Drop cancelled and expired entries; mark the rest running (no longer cancellable)."""
@@ -480,9 +513,8 @@ class BatchProcessor(Generic[T, U]):
                 live.append(entry)
         return live
 
-    def _run_group(
-        self, key: Hashable | None, group: list[PrioritizedItem], runner: GroupRunner
-    ) -> None:
+    def _run_group(self, key: Hashable | None, group: list[PrioritizedItem], slot: Slot) -> None:
+        runner = slot.runner
         start = time.monotonic()
         if key is None:
             assert self.executor is not None
@@ -494,7 +526,7 @@ class BatchProcessor(Generic[T, U]):
         self._adapt_target(len(group), failed, end - start, depth)
         assert self._followup is not None  # made by start(), before the worker
         self._followup.post(
-            functools.partial(self._book_group, group, start, end, failed, depth, target)
+            functools.partial(self._book_group, group, start, end, failed, depth, target, slot.name)
         )
 
     def _adapt_target(self, size: int, failed: int, elapsed: float, depth: int) -> None:
@@ -513,6 +545,7 @@ class BatchProcessor(Generic[T, U]):
         failed: int,
         depth: int,
         target: int,
+        instance: str,
     ) -> None:
         """Book a group the model ran (on the follow-up thread, while the next one runs)."""
         size = len(group)
@@ -525,6 +558,7 @@ class BatchProcessor(Generic[T, U]):
         if self.metrics is not None:
             waits = [start - e.enqueue_time for e in group]
             notify(self.metrics, "on_batch", size, target, elapsed, waits)
+            notify(self.metrics, "on_instance_batch", instance, elapsed)
         cfg = self.config
         if cfg.enable_memory_optimization and size >= cfg.gc_batch_threshold:
             gc.collect(1)
@@ -590,11 +624,13 @@ class BatchProcessor(Generic[T, U]):
     def check_health(self) -> HealthReport:
         """Run every health check now; on critical memory, shrink batches and collect garbage."""
         now = time.monotonic()
+        threads = [slot.thread for slot in self._slots]
+        alive = bool(threads) and all(t is not None and t.is_alive() for t in threads)
         worker = self.worker_thread
         snapshot = EngineSnapshot(
-            worker_alive=worker is not None and worker.is_alive() and self._failure is None,
+            worker_alive=alive and self._failure is None,
             failure=self._failure,
-            batch_ages_s=[now - t for t in list(self._active_batches.values())],
+            batches=[(name, now - t) for name, t in list(self._active_batches.values())],
             queue_size=len(self.queue),
             running=worker is not None and not self.stop_event.is_set(),
         )
@@ -621,6 +657,9 @@ class BatchProcessor(Generic[T, U]):
         return self._sizer.target
 
     def _target_size(self) -> int:
+        collator = self._collator
+        if collator is not None and collator.max_rows is not None:
+            return min(self._sizer.target, collator.max_rows)
         return self._sizer.target
 
     def update_batch_size(self, new_size: int) -> None:
@@ -651,6 +690,7 @@ class BatchProcessor(Generic[T, U]):
             queue_size=len(self.queue),
             queue_by_priority=self.queue.depth_by_priority(),
             active_batches=len(self._active_batches),
+            instances=[slot.as_dict(time.monotonic()) for slot in self._slots],
             is_paused=self.is_paused,
             is_running=self.is_running,
             system_load=self._system_load,

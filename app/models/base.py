@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from ..errors import BatchServeError, InvalidInput, ModelError, OutputMismatch
-from .spec import Array, BatchFn, Tensors, TensorSpec
+from .spec import Array, BatchFn, Execution, Tensors, TensorSpec
 from .validation import check_row, shape_matches
 
 #: The name of the single output of a model that declares none.
@@ -34,6 +35,9 @@ class LoadedModel:
     inputs: tuple[TensorSpec, ...] = ()
     outputs: tuple[TensorSpec, ...] = ()
     allow_non_finite: bool = False
+    execution: Execution = field(default_factory=Execution)
+    #: Makes a new, independent ``predict_fn`` (a model built by a factory): one per slot.
+    factory: Callable[[], BatchFn] | None = None
 
     @property
     def multi_input(self) -> bool:
@@ -68,6 +72,17 @@ class LoadedModel:
             if batch.dtype == spec.np_dtype and shape_matches(spec.shape, batch.shape[1:]):
                 return rows
         return [self.validate_row(row) for row in rows]
+
+    def instance_functions(self, count: int) -> list[Callable[[Tensors], Tensors]]:
+        """`count` batch functions for `count` execution slots: a new model instance each
+        when the model comes from a factory (the first is this one), else this model shared,
+        its calls serialised by a lock when it declares ``thread_safe = False``."""
+        if count > 1 and self.factory is not None:
+            copies = [replace(self, predict_fn=self.factory()) for _ in range(count - 1)]
+            return [self.predict_batch, *(copy.predict_batch for copy in copies)]
+        if count > 1 and not self.execution.thread_safe:
+            return [_serialised(self.predict_batch)] * count
+        return [self.predict_batch] * count
 
     def predict_batch(self, batch: Tensors) -> Tensors:
         """Run the model on a batch of validated rows.
@@ -124,6 +139,16 @@ class LoadedModel:
             return np.asarray(value)
         except (ValueError, TypeError) as exc:
             raise ModelError(f"model {self.name!r} returned a non-array output: {exc}") from exc
+
+
+def _serialised(fn: Callable[[Tensors], Tensors]) -> Callable[[Tensors], Tensors]:
+    lock = threading.Lock()
+
+    def one_at_a_time(batch: Tensors) -> Tensors:
+        with lock:
+            return fn(batch)
+
+    return one_at_a_time
 
 
 def batch_rows(batch: Tensors) -> int:

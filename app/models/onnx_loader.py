@@ -9,9 +9,13 @@ from typing import Any
 from ..errors import ModelLoadError
 from .base import LoadedModel
 from .runtime import import_runtime, require_file
-from .spec import Tensors, TensorSpec
+from .spec import Execution, Tensors, TensorSpec, sizes
 
 ONNX_PLATFORM = "onnx_onnxv1"
+#: Model metadata (``metadata_props``) that declares padding: ``batchserve.pad.<input>`` = the
+#: pad value of an input with variable dimensions; ``batchserve.length_buckets`` = "16,32,64".
+PAD_KEY = "batchserve.pad."
+BUCKETS_KEY = "batchserve.length_buckets"
 
 logger = logging.getLogger("batchserve.models")
 
@@ -48,15 +52,61 @@ def load_onnx(path: str | Path, name: str) -> LoadedModel:
         session = ort.InferenceSession(str(file), providers=["CPUExecutionProvider"])
     except Exception as exc:
         raise ModelLoadError(f"cannot load ONNX model {str(file)!r}: {exc}") from exc
-    inputs = tuple(_spec(arg, "input") for arg in session.get_inputs())
+    metadata = dict(session.get_modelmeta().custom_metadata_map)
+    inputs = tuple(_padded(_spec(arg, "input"), metadata) for arg in session.get_inputs())
     outputs = tuple(_spec(arg, "output") for arg in session.get_outputs())
+    execution = Execution(
+        allowed_batch_sizes=_fixed_batch(session.get_inputs(), str(file)),
+        length_buckets=_buckets(metadata.get(BUCKETS_KEY)),
+    )
     return LoadedModel(
         name=name,
         platform=ONNX_PLATFORM,
         predict_fn=_OnnxRunner(session, inputs, outputs),
         inputs=inputs,
         outputs=outputs,
+        execution=execution,
     )
+
+
+def _padded(spec: TensorSpec, metadata: dict[str, str]) -> TensorSpec:
+    """`spec` with the pad value the model's metadata gives its input, if any."""
+    value = metadata.get(PAD_KEY + spec.name)
+    if value is None:
+        return spec
+    try:
+        pad = float(value)
+        return TensorSpec(spec.name, spec.shape, spec.dtype, int(pad) if pad.is_integer() else pad)
+    except ValueError as exc:
+        raise ModelLoadError(f"ONNX metadata {PAD_KEY + spec.name}={value!r}: {exc}") from exc
+
+
+def _buckets(value: str | None) -> tuple[int, ...]:
+    if not value:
+        return ()
+    try:
+        return sizes([int(part) for part in value.split(",")], BUCKETS_KEY)
+    except ValueError as exc:
+        raise ModelLoadError(f"ONNX metadata {BUCKETS_KEY}={value!r}: {exc}") from exc
+
+
+def _fixed_batch(args: Any, path: str) -> tuple[int, ...]:
+    """The batch size a graph fixes on its inputs' first dimension, if it fixes one."""
+    fixed = {arg.shape[0] for arg in args if arg.shape and isinstance(arg.shape[0], int)}
+    fixed.discard(-1)
+    if not fixed:
+        return ()
+    if len(fixed) > 1:
+        raise ModelLoadError(f"ONNX model {path!r}: inputs fix different batch sizes {fixed}")
+    (size,) = fixed
+    logger.info(
+        "ONNX model %r takes batches of exactly %d rows: batches are formed up to %d and"
+        " padded to it, the padding rows dropped from the outputs",
+        path,
+        size,
+        size,
+    )
+    return (size,)
 
 
 class _OnnxRunner:
@@ -89,13 +139,6 @@ def _spec(arg: Any, kind: str) -> TensorSpec:
         if kind == "output":  # shape inference left it unknown: say "a vector of any size"
             return TensorSpec(arg.name, (-1,), dtype)
         raise ModelLoadError(f"ONNX {kind} {arg.name!r} has no batch dimension")
-    batch_dim, *row = shape
-    if isinstance(batch_dim, int) and batch_dim != -1:
-        logger.warning(
-            "ONNX %s %r has a fixed batch dimension of %d; batches of another size will fail",
-            kind,
-            arg.name,
-            batch_dim,
-        )
+    _, *row = shape
     dims = tuple(dim if isinstance(dim, int) and dim >= 0 else -1 for dim in row)
     return TensorSpec(arg.name, dims, dtype)

@@ -12,7 +12,7 @@ from typing import TypeGuard
 
 from ..errors import ModelLoadError
 from .base import LoadedModel
-from .spec import BatchFn, specs_from_object
+from .spec import BatchFn, execution_from_object, specs_from_object
 
 PYTHON_PLATFORM = "batchserve_python"
 
@@ -68,7 +68,16 @@ def model_from_object(target: object, name: str, platform: str = PYTHON_PLATFORM
     function. Declarations (see `batchserve.models`) are read from the model object, then from a
     factory function. Raises `ModelLoadError` if a factory fails or nothing callable is found.
     """
-    model = _build(target, name) if _is_factory(target) else target
+    factory: Callable[[], BatchFn] | None = None
+    if _is_factory(target):
+        build = target
+
+        def factory() -> BatchFn:
+            return _batch_fn(_build(build, name), name)
+
+        model = _build(target, name)
+    else:
+        model = target
     # An instance already sees its class's attributes; a class would add descriptors only.
     sources = (model,) if inspect.isclass(target) else (model, target)
     inputs, outputs, allow_non_finite = specs_from_object(*sources)
@@ -79,6 +88,8 @@ def model_from_object(target: object, name: str, platform: str = PYTHON_PLATFORM
         inputs=inputs,
         outputs=outputs,
         allow_non_finite=allow_non_finite,
+        execution=execution_from_object(*sources),
+        factory=factory,
     )
 
 

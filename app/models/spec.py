@@ -33,17 +33,24 @@ class TensorSpec:
 
     ``shape`` excludes the batch dimension; ``-1`` marks a variable dimension. ``dtype`` is a
     numpy dtype name and is normalised on construction ("f4" -> "float32", any unicode string
-    type -> "str", any bytes type -> "bytes"). Raises ``ValueError`` on a bad name, shape or
-    dtype.
+    type -> "str", any bytes type -> "bytes"). ``pad``, on an input with variable dimensions,
+    is the value rows are padded with so that rows of different lengths batch together.
+    Raises ``ValueError`` on a bad name, shape, dtype or pad.
     """
 
     name: str
     shape: tuple[int, ...]
     dtype: str
+    pad: float | int | bool | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
             raise ValueError(f"tensor name must be a non-empty string, got {self.name!r}")
+        if self.pad is not None:
+            if -1 not in self.shape:
+                raise ValueError(f"tensor {self.name!r}: pad needs a variable dimension (-1)")
+            if not isinstance(self.pad, int | float | bool):
+                raise ValueError(f"tensor {self.name!r}: pad must be a number, got {self.pad!r}")
         # Frozen: normalising needs object.__setattr__, which is what dataclasses do too.
         object.__setattr__(self, "shape", _normalise_shape(self.name, self.shape))
         object.__setattr__(self, "dtype", _normalise_dtype(self.name, self.dtype))
@@ -111,7 +118,7 @@ def _parse_one(item: object, what: str) -> TensorSpec:
     if missing:
         raise ModelLoadError(f"a model {what} entry lacks {sorted(missing)}: {dict(item)!r}")
     try:
-        return TensorSpec(item["name"], item["shape"], item["dtype"])
+        return TensorSpec(item["name"], item["shape"], item["dtype"], item.get("pad"))
     except ValueError as exc:
         raise ModelLoadError(f"bad model {what} entry: {exc}") from exc
 
@@ -154,9 +161,62 @@ def _declared_inputs(lookup: Callable[[str], Any]) -> tuple[TensorSpec, ...]:
         return ()
     name = lookup("input_name") or "input0"
     try:
-        return (TensorSpec(name, shape, dtype or "float32"),)
+        return (TensorSpec(name, shape, dtype or "float32", lookup("pad_value")),)
     except ValueError as exc:
         raise ModelLoadError(f"bad input declaration: {exc}") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class Execution:
+    """How a model wants to be run, beyond its tensors (attributes, all optional):
+
+    - ``allowed_batch_sizes``: the batch sizes it accepts; batches are padded up to the next;
+    - ``length_buckets``: lengths a padded (variable-length) input is padded to, the smallest
+      that fits the batch's longest row;
+    - ``lengths_input``: a name under which the batch carries the rows' true lengths;
+    - ``thread_safe`` (default True): False keeps one call at a time on a shared model.
+    """
+
+    allowed_batch_sizes: tuple[int, ...] = ()
+    length_buckets: tuple[int, ...] = ()
+    lengths_input: str | None = None
+    thread_safe: bool = True
+
+
+def execution_from_object(*sources: object) -> Execution:
+    """The `Execution` attributes declared on the first source that has each; raises
+    `ModelLoadError` for malformed ones."""
+
+    def lookup(attr: str) -> Any:
+        for source in sources:
+            value = getattr(source, attr, None)
+            if value is not None:
+                return value
+        return None
+
+    thread_safe = lookup("thread_safe")
+    if thread_safe is not None and not isinstance(thread_safe, bool):
+        raise ModelLoadError(f"thread_safe must be a bool, got {thread_safe!r}")
+    lengths_input = lookup("lengths_input")
+    if lengths_input is not None and (not isinstance(lengths_input, str) or not lengths_input):
+        raise ModelLoadError(f"lengths_input must be a name, got {lengths_input!r}")
+    return Execution(
+        allowed_batch_sizes=sizes(lookup("allowed_batch_sizes"), "allowed_batch_sizes"),
+        length_buckets=sizes(lookup("length_buckets"), "length_buckets"),
+        lengths_input=lengths_input,
+        thread_safe=True if thread_safe is None else thread_safe,
+    )
+
+
+def sizes(value: object, what: str) -> tuple[int, ...]:
+    """A declaration of positive sizes as a sorted tuple without repeats."""
+    if value is None:
+        return ()
+    if isinstance(value, str | bytes) or not isinstance(value, Sequence) or not value:
+        raise ModelLoadError(f"{what} must be a non-empty sequence of ints, got {value!r}")
+    if any(isinstance(v, bool) or not isinstance(v, int | np.integer) or v < 1 for v in value):
+        raise ModelLoadError(f"{what} must hold positive ints, got {value!r}")
+    return tuple(sorted({int(v) for v in value}))
 
 
 def _declared_outputs(lookup: Callable[[str], Any]) -> tuple[TensorSpec, ...]:

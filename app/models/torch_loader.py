@@ -11,7 +11,7 @@ import numpy as np
 from ..errors import ModelLoadError
 from .base import LoadedModel
 from .runtime import import_runtime, require_file
-from .spec import Array, Tensors, TensorSpec, specs_from_object
+from .spec import Array, Tensors, TensorSpec, execution_from_object, specs_from_object
 
 TORCH_PLATFORM = "pytorch_torchscript"
 
@@ -44,6 +44,7 @@ def load_torchscript(path: str | Path, name: str) -> LoadedModel:
         inputs=inputs,
         outputs=outputs,
         allow_non_finite=allow_non_finite,
+        execution=execution_from_object(module),
     )
 
 

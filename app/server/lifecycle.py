@@ -13,6 +13,7 @@ from collections.abc import Callable
 from ..batching import BatchProcessor
 from ..config import Settings
 from ..models import LoadedModel, load_model
+from ..models.padding import model_collator
 from .state import Phase, ServiceState
 
 logger = logging.getLogger("batchserve.server")
@@ -40,7 +41,9 @@ async def start_service(state: ServiceState) -> None:
     )
     state.metrics.set_queue_capacity(config.max_queue_size)
     state.metrics.on_target_size(processor.current_batch_size)
-    processor.start(model.predict_batch)
+    processor.start(
+        model.instance_functions(config.instances), collator=model_collator(model, state.metrics)
+    )
     state.model, state.processor = model, processor
     if settings.warmup:
         row = model.warmup_row()

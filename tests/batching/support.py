@@ -106,6 +106,8 @@ class Recorder(MetricsCollector):
         self.isolations = 0
         self.targets: list[int] = []
         self.finished = 0  # batches completely done (no longer active)
+        self.padding_rows = 0
+        self.padding_values = 0
         self._changed = threading.Condition()
 
     def on_batch(
@@ -124,6 +126,10 @@ class Recorder(MetricsCollector):
         with self._changed:
             self.rejected[reason] = self.rejected.get(reason, 0) + count
             self._changed.notify_all()
+
+    def on_padding(self, rows: int, values: int) -> None:
+        self.padding_rows += rows
+        self.padding_values += values
 
     def on_retry(self) -> None:
         self.retries += 1

@@ -12,6 +12,8 @@ import pytest
 from batchserve.batching import BatchProcessingStrategy, BatchProcessorConfig
 
 BAD_VALUES: list[tuple[str, Any]] = [
+    ("instances", 0),
+    ("instances", 65),
     ("initial_batch_size", 0),
     ("initial_batch_size", -1),
     ("initial_batch_size", 1.5),

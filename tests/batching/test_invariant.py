@@ -120,9 +120,16 @@ def poison_aware(poisoned: set[int], seen: list[int], lock: threading.Lock) -> A
     isolate=st.booleans(),
     retries=st.integers(0, 1),
     paused=st.booleans(),
+    instances=st.sampled_from([1, 3]),
 )
 def test_every_future_settles_exactly_once_with_its_own_outcome(
-    items: list[Spec], strategy: str, target: int, isolate: bool, retries: int, paused: bool
+    items: list[Spec],
+    strategy: str,
+    target: int,
+    isolate: bool,
+    retries: int,
+    paused: bool,
+    instances: int,
 ) -> None:
     poisoned = {i for i, spec in enumerate(items) if spec.poison}
     seen: list[int] = []
@@ -135,6 +142,7 @@ def test_every_future_settles_exactly_once_with_its_own_outcome(
             isolate_failures=isolate,
             max_retries=retries,
             enable_health_monitoring=False,
+            instances=instances,
         )
     )
     processor.start(poison_aware(poisoned, seen, threading.Lock()))

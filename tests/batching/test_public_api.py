@@ -72,6 +72,7 @@ def test_config_has_every_spec_parameter_plus_the_documented_extras() -> None:
         "isolate_failures",
         "priority_aging",
         "stuck_batch_timeout",
+        "instances",
     }
     for name, info in fields.items():
         assert info.description, f"{name} is undocumented"
@@ -111,7 +112,8 @@ def test_processor_methods_have_the_spec_signatures() -> None:
 
     assert list(params(BatchProcessor.__init__))[:2] == ["config", "metrics_collector"]
     assert params(BatchProcessor.__init__)["metrics_collector"] is None
-    assert list(params(BatchProcessor.start)) == ["process_func"]
+    assert list(params(BatchProcessor.start))[:1] == ["process_func"]
+    assert params(BatchProcessor.start)["collator"] is None  # keyword-only, optional
     assert params(BatchProcessor.stop) == {"timeout": 5.0}
     for method in (BatchProcessor.enqueue, BatchProcessor.enqueue_predict):
         declared = params(method)

@@ -123,3 +123,94 @@ def test_non_tensor_outputs_are_refused(tmp_path: Path) -> None:
     sequence = helper.make_tensor_sequence_value_info("items", FLOAT, None)
     with pytest.raises(ModelLoadError, match="output 'items' has type 'seq"):
         load_model(str(_save(tmp_path, nodes, inputs, [sequence])))
+
+
+# -- fixed batch sizes and variable lengths, served through the engine ------------------------
+
+
+def _served(make_processor: Any, model: Any) -> Any:
+    from batchserve.models.padding import model_collator
+
+    processor = make_processor(initial_batch_size=32)
+    processor.start(model.instance_functions(1), collator=model_collator(model))
+    return processor
+
+
+def _fixed_batch_graph(tmp_path: Path, size: int) -> Path:
+    nodes = [
+        helper.make_node("MatMul", ["x", "W"], ["xw"]),
+        helper.make_node("Add", ["xw", "b"], ["y"]),
+    ]
+    inputs = [helper.make_tensor_value_info("x", FLOAT, [size, 3])]
+    outputs = [helper.make_tensor_value_info("y", FLOAT, [size, 2])]
+    return _save(tmp_path, nodes, inputs, outputs)
+
+
+def test_a_graph_with_a_fixed_batch_of_8_serves_any_number_of_rows(
+    tmp_path: Path, make_processor: Any
+) -> None:
+    import onnxruntime
+
+    path = _fixed_batch_graph(tmp_path, 8)
+    model = load_model(str(path))
+    assert model.execution.allowed_batch_sizes == (8,)
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    rows = np.random.default_rng(1).normal(size=(11, 3)).astype(np.float32)
+    processor = _served(make_processor, model)
+    processor.pause()
+    futures = [processor.enqueue_predict(model.validate_row(row)) for row in rows]
+    processor.resume()
+    for row, future in zip(rows, futures, strict=True):
+        alone = np.repeat(row[np.newaxis], 8, axis=0)  # the graph only runs batches of 8
+        expected = session.run(["y"], {"x": alone})[0][0]
+        np.testing.assert_allclose(future.result(timeout=5), expected, rtol=1e-6)
+
+
+def _sequence_graph(tmp_path: Path) -> Path:
+    """Per row: the sum of its tokens, and each token plus one; padded with 0."""
+    nodes = [
+        helper.make_node("ReduceSum", ["x", "axes"], ["total"], keepdims=0),
+        helper.make_node("Add", ["x", "one"], ["shifted"]),
+    ]
+    inputs = [helper.make_tensor_value_info("x", FLOAT, ["batch", "seq"])]
+    outputs = [
+        helper.make_tensor_value_info("total", FLOAT, ["batch"]),
+        helper.make_tensor_value_info("shifted", FLOAT, ["batch", "seq"]),
+    ]
+    extra = [
+        onnx.numpy_helper.from_array(np.array([1], dtype=np.int64), "axes"),
+        onnx.numpy_helper.from_array(np.array(1.0, dtype=np.float32), "one"),
+    ]
+    graph = helper.make_graph(nodes, "seq", inputs, outputs, extra)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 9
+    helper.set_model_props(model, {"batchserve.pad.x": "0", "batchserve.length_buckets": "4,8,16"})
+    onnx.checker.check_model(model)
+    path = tmp_path / "seq.onnx"
+    onnx.save(model, str(path))
+    return path
+
+
+def test_a_variable_length_graph_batches_rows_of_different_lengths_padded(
+    tmp_path: Path, make_processor: Any
+) -> None:
+    import onnxruntime
+
+    path = _sequence_graph(tmp_path)
+    model = load_model(str(path))
+    assert model.inputs[0].pad == 0
+    assert model.execution.length_buckets == (4, 8, 16)
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(2)
+    rows = [rng.normal(size=n).astype(np.float32) for n in (3, 7, 2, 12, 5)]
+    processor = _served(make_processor, model)
+    processor.pause()
+    futures = [processor.enqueue_predict(model.validate_row(row)) for row in rows]
+    processor.resume()
+    for row, future in zip(rows, futures, strict=True):
+        total, shifted = session.run(["total", "shifted"], {"x": row[np.newaxis]})
+        result = future.result(timeout=5)
+        np.testing.assert_allclose(result["total"], total[0], rtol=1e-5)
+        np.testing.assert_allclose(result["shifted"], shifted[0], rtol=1e-6)
+    processor.stop(timeout=5)  # its books are complete
+    assert processor.get_stats()["batch_count"] < len(rows)  # rows shared batches
