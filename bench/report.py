@@ -9,6 +9,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.execution_bench import table as execution_table
+
 BASELINE = "naive"
 CEILING = "ceiling"
 BATCHSERVE = "batchserve"
@@ -106,6 +108,21 @@ def engine_overhead_at_64(engine: dict[str, Any]) -> float | None:
         if row.get("batch") == 64:
             return float(row["overhead_us_cpu"])
     return None
+
+
+def execution_goals(engine: dict[str, Any] | None) -> list[Goal]:
+    """The execution benchmark's goals (instances, padding, fixed batch), if it ran."""
+    execution = None if engine is None else engine.get("execution")
+    if execution is None:
+        return []
+    return [
+        Goal(
+            f"{row['scenario']}: {row['this']} vs {row['against']} {row['goal']}",
+            row["ratio"],
+            row["met"],
+        )
+        for row in execution["rows"]
+    ]
 
 
 def engine_table(engine: dict[str, Any]) -> list[str]:
@@ -214,10 +231,12 @@ def markdown(
             out += [f"Model called in-process (items/s, one core): {cells}", ""]
         out += pipeline_bounds(rows, workload, rates, on_core=workload not in off_core)
         out += table(rows, workload)
-    if engine is not None:
+    if engine is not None and "rows" in engine:
         out += ["", *engine_table(engine)]
+    if engine is not None and "execution" in engine:
+        out += ["", *execution_table(engine["execution"])]
     out += ["", "## Goals", ""]
-    for goal in goals(rows, engine):
+    for goal in [*goals(rows, engine), *execution_goals(engine)]:
         out.append(f"- {goal.text}: {_num(goal.value, 2)} -> **{goal.verdict()}**")
     out += reachability(rows, model_ceiling.get("sleep", {}), GOAL_SLEEP_C64)
     return "\n".join(out) + "\n"
@@ -263,6 +282,9 @@ def write_json(
             for r in rows
         ],
         "engine_micro_benchmark": engine,
-        "goals": [{**asdict(g), "verdict": g.verdict()} for g in goals(rows, engine)],
+        "goals": [
+            {**asdict(g), "verdict": g.verdict()}
+            for g in [*goals(rows, engine), *execution_goals(engine)]
+        ],
     }
     path.write_text(json.dumps(document, indent=2) + "\n")

@@ -58,6 +58,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--no-engine", action="store_true", help="skip the engine micro-benchmark (~30 s)"
     )
+    parser.add_argument(
+        "--no-execution", action="store_true", help="skip the execution benchmark (~30 s)"
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.workloads, args.concurrency = "sleep", "1,8"
@@ -134,6 +137,17 @@ def measure_model(
     )  # fmt: skip
     rates: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
     return rates
+
+
+def measure_execution(pin: list[str], quick: bool) -> dict[str, Any]:
+    """The execution benchmark (`bench/execution_bench.py`) on the server's core."""
+    size = ["--seconds", "0.5"] if quick else []
+    done = subprocess.run(
+        [*pin, sys.executable, str(BENCH_DIR / "execution_bench.py"), "--json", *size],
+        cwd=ROOT, capture_output=True, text=True, check=True, timeout=600,
+    )  # fmt: skip
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
 
 
 def measure_engine(pin: list[str], quick: bool) -> dict[str, Any]:
@@ -226,6 +240,12 @@ def run(args: argparse.Namespace) -> int:
             engine = measure_engine(server_pin, args.quick)
         except (OSError, subprocess.SubprocessError, ValueError) as exc:
             failures.append(f"engine micro-benchmark: {exc}")
+    if not args.no_execution:
+        progress.describe("execution benchmark")
+        try:
+            engine = {**(engine or {}), "execution": measure_execution(server_pin, args.quick)}
+        except (OSError, subprocess.SubprocessError, ValueError) as exc:
+            failures.append(f"execution benchmark: {exc}")
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         for workload in workloads:
             progress.describe(f"{workload.name}: model in-process")

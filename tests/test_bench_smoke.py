@@ -32,8 +32,11 @@ def test_quick_benchmark_writes_table_json_and_plots(tmp_path: Path) -> None:
     table = (out / "results.md").read_text()
     assert "| contender |" in table
     assert "## Engine micro-benchmark" in table
+    assert "## Execution" in table
     document = json.loads((out / "results.json").read_text())
     assert document["results"]
     assert document["engine_micro_benchmark"]["rows"]
+    scenarios = {row["scenario"] for row in document["engine_micro_benchmark"]["execution"]["rows"]}
+    assert scenarios == {"two devices, c=128", "variable length, c=64", "fixed batch of 8, c=64"}
     for name in ("throughput.png", "latency.png"):
         assert (out / name).read_bytes().startswith(b"\x89PNG")
