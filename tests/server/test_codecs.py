@@ -778,3 +778,11 @@ def test_random_msgpack_never_escapes_the_codec_errors(
 ) -> None:
     body = msgpack_body(instances) if wrap else msgpack.packb(instances)
     assert_decodes_or_refuses(body, "application/msgpack", dtype)
+
+
+@pytest.mark.parametrize("body", [b"\xc1", b"\x92\x01", b""], ids=["reserved", "short", "empty"])
+def test_a_msgpack_error_always_says_why(body: bytes) -> None:
+    with pytest.raises(MalformedRequest) as caught:
+        decode_predict(body, "application/msgpack")
+    reason = str(caught.value).removeprefix("body is not valid msgpack:").strip()
+    assert reason, str(caught.value)

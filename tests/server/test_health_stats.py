@@ -131,3 +131,10 @@ async def test_readiness_while_paused_follows_the_setting(
         assert (await client.get("/v2/health/ready")).status_code == expected
         await client.post("/admin/resume", headers=bearer)
         assert (await client.get("/health/ready")).status_code == 200
+
+
+async def test_a_trailing_slash_is_not_redirected_to_a_client_supplied_host() -> None:
+    async with serving(Settings(), recording_model(RecordingModel())) as (_, client):
+        response = await client.get("/stats/", headers={"host": "evil.example"})
+    assert response.status_code == 404
+    assert "location" not in response.headers

@@ -84,3 +84,12 @@ def test_an_uncaught_thread_exception_is_one_json_log_line(
     (line,) = [orjson.loads(text) for text in stream.getvalue().splitlines()]
     assert "batchserve-test-thread" in line["message"]
     assert "ZeroDivisionError: in a thread" in line["exc_info"]
+
+
+async def test_control_characters_in_a_path_cannot_forge_an_access_line(capsys) -> None:
+    async with serving(Settings(log_format=LogFormat.TEXT)) as (_, client):
+        await client.get("/x%0A2026-01-01 00:00:00,000 INFO batchserve.access: GET /admin 200")
+    lines = [line for line in capsys.readouterr().err.splitlines() if "batchserve.access" in line]
+    assert len(lines) == 1
+    assert "\\n" in lines[0]
+    assert "/x\\n2026-01-01\\x2000:00:00" in lines[0]
