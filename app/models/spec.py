@@ -132,12 +132,7 @@ def specs_from_object(
     factory. Raises `ModelLoadError` on malformed or conflicting declarations.
     """
 
-    def lookup(attr: str) -> Any:
-        for source in sources:
-            value = getattr(source, attr, None)
-            if value is not None:
-                return value
-        return None
+    lookup = functools.partial(_declared, sources)
 
     inputs = _declared_inputs(lookup)
     outputs = _declared_outputs(lookup)
@@ -183,16 +178,20 @@ class Execution:
     thread_safe: bool = True
 
 
+def _declared(sources: Sequence[object], attr: str) -> Any:
+    """`attr` of the first source that sets it (not None), else None."""
+    for source in sources:
+        value = getattr(source, attr, None)
+        if value is not None:
+            return value
+    return None
+
+
 def execution_from_object(*sources: object) -> Execution:
     """The `Execution` attributes declared on the first source that has each; raises
     `ModelLoadError` for malformed ones."""
 
-    def lookup(attr: str) -> Any:
-        for source in sources:
-            value = getattr(source, attr, None)
-            if value is not None:
-                return value
-        return None
+    lookup = functools.partial(_declared, sources)
 
     thread_safe = lookup("thread_safe")
     if thread_safe is not None and not isinstance(thread_safe, bool):
