@@ -123,3 +123,16 @@ class NotImplementedFeature(BatchServeError):
     """The request asks for a feature this server does not implement."""
 
     code = "not_implemented"
+
+
+class ModelUnavailable(BatchServeError, RuntimeError):
+    """The served model was unloaded; nothing is served until the next load."""
+
+    code = "model_unavailable"
+
+
+class ModelLoadFailed(ModelLoadError):
+    """A load asked of the running service failed (the model could not be loaded or failed
+    its warm-up); the model served before keeps serving."""
+
+    code = "model_load_failed"

@@ -53,6 +53,7 @@ REJECT_REASONS: tuple[str, ...] = (
 )
 PRIORITIES: tuple[str, ...] = ("high", "normal", "low")
 OUTCOMES: tuple[str, ...] = ("success", "client_error", "server_error", "rejected")
+RELOAD_OUTCOMES: tuple[str, ...] = ("success", "failure")
 
 # 0.5 ms .. 30 s: from a tiny in-memory model to a request stuck behind a full queue.
 DURATION_BUCKETS: tuple[float, ...] = (
@@ -291,6 +292,20 @@ class Metrics(MetricsCollector):
         self._build_info = _gauge(
             reg, "build_info", "The running batchserve build; the value is always 1.", ("version",)
         )
+        self._model_version = _gauge(
+            reg,
+            "model_version_info",
+            "The served model's version (1, then one more per load); the value is always 1.",
+            ("model", "version"),
+        )
+        self._reloads = _counter(
+            reg,
+            "model_reloads_total",
+            "Model loads asked of the running service (admin or repository routes), by outcome.",
+            ("outcome",),
+        )
+        for outcome in RELOAD_OUTCOMES:
+            self._reloads.labels(outcome=outcome)
 
     # -- engine hooks ------------------------------------------------------------------------
 
@@ -445,6 +460,15 @@ class Metrics(MetricsCollector):
         self._model_info.clear()
         self._model_info.labels(model=model, platform=platform).set(1)
         self._model_load.set(load_time_s)
+
+    def set_model_version(self, model: str, version: int) -> None:
+        """Publish the served model's version (replacing the previous one)."""
+        self._model_version.clear()
+        self._model_version.labels(model=model, version=str(version)).set(1)
+
+    def count_reload(self, success: bool) -> None:
+        """Count one model load asked of the running service."""
+        self._reloads.labels(outcome=RELOAD_OUTCOMES[0 if success else 1]).inc()
 
     def render(self) -> tuple[bytes, str]:
         """The registry in the Prometheus text format, with the content type to serve it as."""

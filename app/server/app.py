@@ -19,19 +19,20 @@ from .doors.asgi import ServiceMiddleware
 from .errors import to_reply
 from .lifecycle import drain_service, start_service
 from .responses import JSONResponse
-from .routes import admin, health, observe, predict, v2
+from .routes import admin, health, observe, predict, v2, v2_extensions, v2_repository
 from .state import ServiceState
 
 DESCRIPTION = """Dynamic-batching inference server. Concurrent requests are coalesced into one
 model call per batch; each caller gets exactly its own rows back.
 
-Errors are `{"error": "...", "code": "..."}` with: 400 malformed, 413 too large, 415 content
-type, 422 invalid input, 429 queue full (Retry-After), 500 model failure, 503 not ready or
-shutting down, 504 deadline passed.
+Errors are `{"error": "...", "code": "..."}` with: 400 malformed, 408 headers or body too
+slow, 413 too large, 415 content type, 422 invalid input, 429 queue full (Retry-After), 431
+headers too large, 500 model failure, 503 not ready, shutting down or model unloaded, 504
+deadline passed.
 
-The `/v2` routes speak the Open Inference Protocol (KServe V2, Triton's binary tensor and
-schedule-policy extensions) and follow its status codes: every bad request is 400 and a full
-queue is 503 (with Retry-After)."""
+The `/v2` routes speak the Open Inference Protocol (KServe V2; Triton's binary tensor,
+schedule-policy, model-repository, model-configuration and statistics extensions) and follow
+its status codes: every bad request is 400 and a full queue is 503 (with Retry-After)."""
 
 
 def create_app(
@@ -67,7 +68,8 @@ def create_app(
     )
     install_docs(api)
     api.state.service = state
-    for module in (predict, health, observe, admin, v2):
+    # The V2 extensions before the V2 router: its catch-all answers every other /v2 path.
+    for module in (predict, health, observe, admin, v2_extensions, v2_repository, v2):
         api.include_router(module.router)
     api.add_exception_handler(BatchServeError, _handle_error)
     api.add_exception_handler(RequestValidationError, _handle_validation)

@@ -61,6 +61,7 @@ STATUS_TABLE: Final[tuple[tuple[type[BaseException], int, int], ...]] = (
     (errors.DeadlineExceeded, 504, 504),
     (errors.ShuttingDown, 503, 503),
     (errors.EngineFailed, 503, 503),
+    (errors.ModelUnavailable, 503, 503),
     (errors.NotReady, 503, 503),
     (TooManyConnections, 503, 503),
     (errors.ModelNotFound, 404, 404),
@@ -70,6 +71,7 @@ STATUS_TABLE: Final[tuple[tuple[type[BaseException], int, int], ...]] = (
     (HeaderTooLarge, 431, 431),
     (errors.NotImplementedFeature, 501, 501),
     (errors.ModelError, 500, 500),
+    (errors.ModelLoadFailed, 422, 400),
     (errors.ModelLoadError, 500, 500),
 )
 _RETRY_SOON: Final = (errors.ShuttingDown, errors.NotReady, errors.EngineFailed, TooManyConnections)

@@ -10,11 +10,12 @@ import threading
 import time
 from collections.abc import Callable
 
-from ..batching import BatchProcessor
 from ..config import Settings
 from ..models import LoadedModel, load_model
 from ..models.padding import model_collator
+from .engine import ServingEngine
 from .state import Phase, ServiceState
+from .statistics import EngineCollector, ModelStatistics
 
 logger = logging.getLogger("batchserve.server")
 
@@ -35,16 +36,12 @@ async def start_service(state: ServiceState) -> None:
         model = await asyncio.to_thread(load_configured_model, settings)
     load_time = state.model_load_s or time.perf_counter() - begin
     state.metrics.set_model_loaded(model.name, model.platform, load_time)
-    config = settings.engine_config()
-    processor: BatchProcessor[object, object] = BatchProcessor(
-        config, metrics_collector=state.metrics
-    )
-    state.metrics.set_queue_capacity(config.max_queue_size)
+    state.metrics.set_model_version(model.name, state.version)
+    processor = start_engine(state, model, state.version)
+    state.metrics.set_queue_capacity(processor.config.max_queue_size)
     state.metrics.on_target_size(processor.current_batch_size)
-    processor.start(
-        model.instance_functions(config.instances), collator=model_collator(model, state.metrics)
-    )
     state.model, state.processor = model, processor
+    state.reference = settings.model
     if settings.warmup:
         row = model.warmup_row()
         if row is not None:
@@ -54,7 +51,25 @@ async def start_service(state: ServiceState) -> None:
     gc.collect()
     gc.freeze()
     state.set_phase(Phase.READY)
-    logger.info("serving model %r (%s), loaded in %.2fs", model.name, model.platform, load_time)
+    logger.info(
+        "serving model %r version %d (%s), loaded in %.2fs",
+        model.name,
+        state.version,
+        model.platform,
+        load_time,
+    )
+
+
+def start_engine(state: ServiceState, model: LoadedModel, version: int) -> ServingEngine:
+    """A started engine running `model` (one function per model instance, batches shaped by
+    the model's collator), booking its calls as `version`'s statistics."""
+    config = state.settings.engine_config()
+    statistics = ModelStatistics(model.name, str(version))
+    processor = ServingEngine(config, EngineCollector(state.metrics, statistics))
+    processor.start(
+        model.instance_functions(config.instances), collator=model_collator(model, state.metrics)
+    )
+    return processor
 
 
 async def drain_service(
@@ -79,6 +94,8 @@ async def drain_service(
         pending = len(processor)
         logger.info("stopping the engine: %d queued item(s) to finish", pending)
         await in_daemon_thread(processor.stop, settings.drain_timeout_s)
+    if state.retiring:  # earlier versions' engines, each within drain_timeout_s of its switch
+        await asyncio.gather(*state.retiring)
     state.set_phase(Phase.STOPPED)
     logger.info("drained")
 

@@ -1,5 +1,6 @@
-"""Where every finished request is reported, whichever door served it: metrics, counters and
-the access log; and where refused input is counted."""
+"""Where every finished request is reported, whichever door served it: metrics, counters, the
+access log and, for inference requests, the served version's statistics; and where refused
+input is counted."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import secrets
 from typing import Final
 
 from .errors import reject_reason
+from .inference.predict import PREDICT_PATH
+from .inference.v2 import INFER_ROUTE, VERSION_INFER_ROUTE
 from .logs import AccessLog
 from .state import ServiceState
 
@@ -17,6 +20,8 @@ _REQUEST_ID: Final = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 # purposes, without a system call per request.
 _ID_PREFIX: Final = secrets.token_hex(6)
 _ID_COUNTER: Final = itertools.count(1)
+#: The routes inference requests are recorded under (either dialect, any door).
+INFERENCE_ROUTES: Final = frozenset({PREDICT_PATH, INFER_ROUTE, VERSION_INFER_ROUTE})
 
 
 def request_id_for(client_id: str | None) -> str:
@@ -50,6 +55,10 @@ class Recorder:
         """One finished request; `route` is its template (or "unmatched")."""
         self._metrics.inflight -= 1
         self._metrics.observe_request(route, status, duration_s)
+        if route in INFERENCE_ROUTES:
+            statistics = self._state.statistics
+            if statistics is not None:
+                statistics.on_request(status, duration_s)
         counters = self._counters
         counters[f"status_{status}"] += 1
         counters["requests"] += 1

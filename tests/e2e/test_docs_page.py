@@ -186,6 +186,9 @@ def test_docs_page_shows_every_operation_without_internet(
         ("post", "/admin/resume"),
         ("get", "/admin/batch-size"),
         ("put", "/admin/batch-size"),
+        ("post", "/admin/model"),
+        ("post", "/v2/repository/models/{model_name}/load"),
+        ("post", "/v2/repository/models/{model_name}/unload"),
     }
     assert re.search(r'<button class="btn authorize[^"]*"><span>Authorize</span>', dom)
 

@@ -2,7 +2,8 @@
 
 A row is ``[id, -id / 4, kind, 3]`` (float32): every client sends distinct ids, so a caller
 handed someone else's row is detected, and ``kind`` asks for a fault. The answer is the row
-doubled. Settings come from the environment when the service loads the model:
+doubled (by `tripler`, tripled: the model a reload switches to). Settings come from the
+environment when the service loads the model:
 
 - ``RELIABILITY_CALL_LOG``: a file that gets one line per model call, written before the model
   works: ``<time.monotonic()> <id> <id> ...`` (the clock is system-wide, so tests compare it
@@ -36,9 +37,9 @@ def make_row(ident: int, kind: float = NORMAL) -> list[float]:
     return [float(ident), -ident / 4, kind, 3.0]
 
 
-def expected_answer(ident: int, kind: float = NORMAL) -> list[float]:
-    """What the model answers for `make_row(ident, kind)`."""
-    return [2.0 * v for v in make_row(ident, kind)]
+def expected_answer(ident: int, kind: float = NORMAL, factor: float = 2.0) -> list[float]:
+    """What the model answers for `make_row(ident, kind)` (`tripler`: factor 3)."""
+    return [factor * v for v in make_row(ident, kind)]
 
 
 class Recorder:
@@ -47,8 +48,11 @@ class Recorder:
     input_shape = (WIDTH,)
     input_dtype = "float32"
 
-    def __init__(self, call_log: Path | None, delay_s: float, faults: bool = True) -> None:
+    def __init__(
+        self, call_log: Path | None, delay_s: float, faults: bool = True, factor: float = 2.0
+    ) -> None:
         self._call_log = call_log
+        self._factor = np.float32(factor)
         self._delay_s = delay_s
         self._faults = faults
         self._lock = threading.Lock()
@@ -69,7 +73,7 @@ class Recorder:
         if np.any(kinds == KILL_WORKER):
             logging.getLogger("batchserve.batching").addFilter(_BrokenOnTheWorker())
             raise ValueError("the model failed, and so does reporting it")
-        return batch * 2
+        return batch * self._factor
 
     def _record(self, batch: np.ndarray) -> None:
         if self._call_log is None:
@@ -92,10 +96,36 @@ class _BrokenOnTheWorker(logging.Filter):
 
 def recorder() -> Recorder:
     """The factory the service calls once at start-up."""
+    return _from_environment(2.0)
+
+
+def tripler() -> Recorder:
+    """`recorder`, answering each row tripled: the model a reload switches to."""
+    return _from_environment(3.0)
+
+
+def _from_environment(factor: float) -> Recorder:
     path = os.environ.get("RELIABILITY_CALL_LOG")
     delay = float(os.environ.get("RELIABILITY_DELAY_S", "0"))
     faults = os.environ.get("RELIABILITY_FAULTS", "1") != "0"
-    return Recorder(Path(path) if path else None, delay, faults)
+    return Recorder(Path(path) if path else None, delay, faults, factor)
+
+
+def unloadable() -> Recorder:
+    """A factory that fails: a model that cannot be loaded."""
+    raise RuntimeError("the weights are missing")
+
+
+class Failing(Recorder):
+    """Loads, then fails every call: a model that fails its warm-up."""
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        raise RuntimeError("this model never answers")
+
+
+def failing() -> Failing:
+    """The factory of `Failing`."""
+    return Failing(None, 0.0)
 
 
 class Anything:

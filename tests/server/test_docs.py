@@ -129,13 +129,13 @@ async def test_openapi_offers_the_admin_token_as_a_bearer_scheme_on_admin_operat
     for path, operations in schema["paths"].items():
         for method, operation in operations.items():
             where = f"{method.upper()} {path}"
-            if path.startswith("/admin/"):
+            if path.startswith(("/admin/", "/v2/repository/models/")):
                 admin_operations += 1
                 assert operation["security"] == [{name: []}], where
                 assert {"401", "403"} <= operation["responses"].keys(), where
             else:
                 assert "security" not in operation, where
-    assert admin_operations == 4
+    assert admin_operations == 7  # pause, resume, batch size (2), model; load, unload
 
 
 async def test_openapi_documents_the_batch_size_body_and_its_refusals() -> None:
@@ -149,3 +149,27 @@ async def test_openapi_documents_the_batch_size_body_and_its_refusals() -> None:
     assert set(body_schema["properties"]) == {"batch_size"}
     assert body_schema["additionalProperties"] is False
     assert {"400", "401", "403", "422"} <= operation["responses"].keys()
+
+
+async def test_openapi_documents_the_model_management_and_statistics_routes() -> None:
+    async with serving() as (_, client):
+        paths = (await client.get("/openapi.json")).json()["paths"]
+    expected = {
+        "/admin/model": ("post", {"400", "401", "403", "422", "503"}),
+        "/v2/repository/index": ("post", {"400"}),
+        "/v2/repository/models/{model_name}/load": ("post", {"400", "401", "403", "404", "503"}),
+        "/v2/repository/models/{model_name}/unload": ("post", {"400", "401", "403", "404"}),
+        "/v2/models/stats": ("get", {"404", "503"}),
+        "/v2/models/{model_name}/stats": ("get", {"404", "503"}),
+        "/v2/models/{model_name}/versions/{model_version}/stats": ("get", {"404"}),
+        "/v2/models/{model_name}/config": ("get", {"404", "503"}),
+        "/v2/models/{model_name}/versions/{model_version}/config": ("get", {"404"}),
+    }
+    for path, (method, errors) in expected.items():
+        operation = paths[path][method]
+        assert errors <= operation["responses"].keys(), path
+        assert operation["summary"], path
+    load = paths["/v2/repository/models/{model_name}/load"]["post"]
+    assert "config" in str(load["requestBody"])
+    model = paths["/admin/model"]["post"]["requestBody"]["content"]["application/json"]
+    assert set(model["schema"]["properties"]) == {"model"}

@@ -78,7 +78,12 @@ async def test_stats_reports_engine_and_server_counters() -> None:
     for key in ("avg_batch_size", "p99_latency", "p95_queue_time", "throughput", "error_rate"):
         assert key in engine
     assert stats["server"]["status_200"] >= 4
-    assert stats["model"] == {"name": "digits", "platform": "batchserve_numpy"}
+    assert stats["model"] == {
+        "name": "digits",
+        "platform": "batchserve_numpy",
+        "version": "1",
+        "loaded": True,
+    }
 
 
 async def test_metrics_count_what_clients_saw() -> None:

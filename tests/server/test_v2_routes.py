@@ -23,7 +23,13 @@ async def test_server_metadata_names_the_supported_extensions() -> None:
     body = response.json()
     assert body["name"] == "batchserve"
     assert body["version"]
-    assert body["extensions"] == ["binary_tensor_data", "schedule_policy"]
+    assert body["extensions"] == [
+        "binary_tensor_data",
+        "schedule_policy",
+        "model_configuration",
+        "model_repository",
+        "statistics",
+    ]
 
 
 async def test_live_and_ready_answer_with_the_status_code() -> None:
@@ -144,7 +150,8 @@ async def test_openapi_documents_the_v2_routes() -> None:
 
 
 @pytest.mark.parametrize(
-    ("method", "path"), [("GET", "/v2/models/scale/stats"), ("POST", "/v2/repository/index")]
+    ("method", "path"),
+    [("GET", "/v2/systemsharedmemory/status"), ("POST", "/v2/models/scale/trace/setting")],
 )
 async def test_other_v2_paths_are_404_in_the_v2_error_format(method, path) -> None:
     async with serving(SCALE) as (_, client):

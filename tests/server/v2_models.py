@@ -39,6 +39,30 @@ class Scale:
         }
 
 
+class Triple(Scale):
+    """As `Scale`, but ``y = 3x``: the model a reload switches to."""
+
+    def predict(self, batch: Array) -> dict[str, Array]:
+        out = super().predict(batch)
+        out["y"] = batch * np.float32(3)
+        return out
+
+
+class Broken:
+    """Declares `Scale`'s tensors and fails every batch: its warm-up fails."""
+
+    inputs = Scale.inputs
+    outputs = Scale.outputs
+
+    def predict(self, batch: Array) -> dict[str, Array]:
+        raise RuntimeError("this model never works")
+
+
+def unloadable() -> Scale:
+    """A factory that fails: the model cannot be loaded."""
+    raise RuntimeError("no weights here")
+
+
 class MultiIO:
     """One input and one output per common datatype, each a simple function of its input."""
 
@@ -95,6 +119,8 @@ def plus_one(batch: Array) -> Array:
 
 
 scale = Scale
+triple = Triple
+broken = Broken
 multi_io = MultiIO
 texts = Texts
 words = Words

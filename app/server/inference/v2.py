@@ -39,7 +39,7 @@ from ..wire.v2 import (
 )
 from .exchange import Reply, RequestHead, Submission
 from .policy import schedule_policy
-from .v2_models import MODEL_VERSION, find_model
+from .v2_models import find_model
 
 INFER_ROUTE: Final = "/v2/models/{model_name}/infer"
 VERSION_INFER_ROUTE: Final = "/v2/models/{model_name}/versions/{model_version}/infer"
@@ -85,7 +85,7 @@ class V2Dialect:
         priority, timeout = schedule_policy(request.parameters, headers, settings)
         _check_requested_outputs(model, request)
         rows = request_rows(model, request.inputs)
-        encode = functools.partial(_reply, model, request)
+        encode = functools.partial(_reply, model, str(self._state.version), request)
         return Submission(processor, rows, priority, timeout, encode)
 
     def error(self, exc: BaseException, request_id: str) -> Reply:
@@ -94,8 +94,8 @@ class V2Dialect:
         return Reply(err.status, err.body, JSON_TYPE, list(err.headers))
 
 
-def _reply(model: LoadedModel, request: InferRequest, results: list[Any]) -> Reply:
-    head: dict[str, Any] = {"model_name": model.name, "model_version": MODEL_VERSION}
+def _reply(model: LoadedModel, version: str, request: InferRequest, results: list[Any]) -> Reply:
+    head: dict[str, Any] = {"model_name": model.name, "model_version": version}
     if request.id is not None:
         head["id"] = request.id
     payload, content_type, extra = encode_response(head, collect_outputs(model, request, results))

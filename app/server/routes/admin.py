@@ -1,4 +1,5 @@
-"""Admin routes: pause, resume and the target batch size, behind a bearer token."""
+"""Admin routes: pause, resume, the target batch size and loading a model, behind a bearer
+token."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ...batching import BatchProcessor
 from ...errors import Forbidden, InvalidInput, MalformedRequest, NotReady, Unauthorized
+from .. import reload
 from ..state import ServiceState
 from .deps import error_responses, get_state
 
@@ -107,6 +109,58 @@ _UPDATE_BODY: Final[dict[str, Any]] = {
 Update = Annotated[BatchSizeUpdate, Depends(read_batch_size_update)]
 
 
+class ModelLoad(BaseModel):
+    """The body of `POST /admin/model`: the model to serve next (absent: the current
+    reference again)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str | None = Field(
+        None,
+        min_length=1,
+        max_length=4096,
+        description="A reference as BATCHSERVE_MODEL takes: 'package.module:attr' or a"
+        " .onnx/.joblib/.pkl/.pt file.",
+    )
+
+
+class ModelStatus(BaseModel):
+    """The served model after a load or unload."""
+
+    name: str
+    version: str
+    platform: str
+    state: str = Field(description="READY, or UNAVAILABLE once unloaded.")
+
+
+async def read_model_load(request: Request) -> ModelLoad:
+    """The request's body as a `ModelLoad` (an empty body loads the current reference).
+
+    Raises `MalformedRequest` when it is not a JSON object, `InvalidInput` otherwise."""
+    body = await request.body()
+    if not body.strip():
+        return ModelLoad()
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise MalformedRequest(f"body is not valid JSON: {exc}") from exc
+    if not isinstance(doc, dict):
+        raise MalformedRequest('body must be a JSON object such as {"model": "pkg.mod:attr"}')
+    try:
+        return ModelLoad.model_validate(doc)
+    except ValidationError as exc:
+        raise InvalidInput(_describe(exc)) from exc
+
+
+_LOAD_BODY: Final[dict[str, Any]] = {
+    "requestBody": {
+        "required": False,
+        "content": {"application/json": {"schema": ModelLoad.model_json_schema()}},
+    }
+}
+Load = Annotated[ModelLoad, Depends(read_model_load)]
+
+
 def _processor(state: ServiceState) -> BatchProcessor[Any, Any]:
     processor = state.processor
     if processor is None:
@@ -163,3 +217,21 @@ def put_batch_size(state: Admin, body: Update) -> BatchSize:
     except ValueError as exc:
         raise InvalidInput(str(exc)) from exc
     return get_batch_size(state)
+
+
+@router.post(
+    "/model",
+    summary="Load a model (or the current one again) without dropping a request",
+    responses=error_responses(400, 413, 422),
+    openapi_extra=_LOAD_BODY,
+)
+async def load_model(state: Admin, body: Load) -> ModelStatus:
+    """Loads `{"model": "<reference>"}` (empty body: the current reference again) beside the
+    served model, warms it up, then serves it as the next version under the same name: no
+    request fails, none is answered by both models. A model that fails to load or warm up is
+    422 and the served one keeps serving. One load at a time."""
+    reference = None if body.model is None else body.model.strip()
+    if reference == "":
+        raise InvalidInput("body.model: the model reference must not be blank")
+    await reload.load(state, reference)
+    return ModelStatus(**reload.model_status(state))

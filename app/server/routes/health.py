@@ -34,9 +34,12 @@ def live(state: State) -> JSONResponse:
 
 @router.get("/health/ready", summary="Readiness: model loaded and warmed, not draining")
 def ready(state: State) -> JSONResponse:
-    """200 when the service should receive traffic; 503 while loading or draining."""
+    """200 when the service should receive traffic; 503 while loading, draining, or with the
+    model unloaded (then ``model_loaded`` is false)."""
     ok = state.ready
-    body = {"ready": ok, "phase": state.phase.value}
+    body: dict[str, Any] = {"ready": ok, "phase": state.phase.value}
+    if state.unloaded:
+        body["model_loaded"] = False
     return JSONResponse(body, status_code=200 if ok else 503)
 
 
@@ -45,6 +48,8 @@ def health(state: State) -> JSONResponse:
     """Liveness, readiness and every engine check (memory, queue growth, stuck batches)."""
     alive, _ = _liveness(state)
     body: dict[str, Any] = {"live": alive, "ready": state.ready, "phase": state.phase.value}
+    if state.unloaded:
+        body["model_loaded"] = False
     if state.processor is not None:
         body["engine"] = state.processor.check_health().as_dict()
         body["paused"] = state.processor.is_paused

@@ -19,7 +19,8 @@ State = Annotated[ServiceState, Depends(get_state)]
 @router.get("/stats", summary="Engine statistics and server counters")
 def stats(state: State) -> JSONResponse:
     """Window statistics of the engine (batch sizes, latencies, throughput, rejections),
-    server request counters, the model and the effective settings (secrets excluded)."""
+    server request counters, the model (with its served version) and the effective settings
+    (secrets excluded)."""
     body: dict[str, Any] = {
         "version": __version__,
         "phase": state.phase.value,
@@ -28,7 +29,12 @@ def stats(state: State) -> JSONResponse:
         "settings": state.settings.public_dict(),
     }
     if state.model is not None:
-        body["model"] = {"name": state.model.name, "platform": state.model.platform}
+        body["model"] = {
+            "name": state.model.name,
+            "platform": state.model.platform,
+            "version": str(state.version),
+            "loaded": not state.unloaded,
+        }
     if state.processor is not None:
         body["engine"] = state.processor.get_stats()
     return JSONResponse(body)

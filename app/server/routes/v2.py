@@ -1,8 +1,9 @@
 """The V2 (Open Inference Protocol / KServe V2) REST routes, Triton-compatible.
 
 Health answers with the status code (200 / 503) and a small JSON body. The version segment
-of model routes is optional; the served model has version ``"1"``. Errors are
-``{"error", "code"}`` with the V2 column of `batchserve.server.errors`.
+of model routes is optional; the served model starts at version ``"1"`` and every load adds
+one (`batchserve.server.reload`). Errors are ``{"error", "code"}`` with the V2 column of
+`batchserve.server.errors`.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Annotated, Any, Final
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel
 
-from ...errors import ModelNotFound, NotReady
+from ...errors import ModelNotFound, ModelUnavailable, NotReady
 from ..doors.asgi import REQUEST_ID_KEY, route_exchange
 from ..errors import Column, to_reply
 from ..inference.v2_models import find_model, model_metadata, server_metadata
@@ -22,8 +23,10 @@ from . import v2_openapi as openapi
 from .deps import ErrorBody, get_state
 
 State = Annotated[ServiceState, Depends(get_state)]
-_ERRORS: Final = {
+ERRORS: Final = {
     400: "Malformed request, or a tensor that does not fit the model",
+    401: "No admin token given",
+    403: "Wrong admin token, or admin disabled",
     404: "Unknown model or version",
     500: "The model failed for this request",
     503: "Not ready, shutting down, or queue full (see Retry-After)",
@@ -31,8 +34,9 @@ _ERRORS: Final = {
 }
 
 
-def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
-    return {c: {"model": ErrorBody, "description": _ERRORS[c]} for c in codes}
+def v2_errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for the given error statuses of a V2 route."""
+    return {c: {"model": ErrorBody, "description": ERRORS[c]} for c in codes}
 
 
 router = APIRouter(prefix="/v2", tags=["v2"])
@@ -83,7 +87,8 @@ class ModelReady(BaseModel):
     ready: bool
 
 
-def _fail(request: Request, exc: Exception) -> Response:
+def v2_error(request: Request, exc: Exception) -> Response:
+    """The V2 error answer for `exc`."""
     err = to_reply(exc, getattr(request.state, REQUEST_ID_KEY, ""), Column.V2)
     return Response(err.body, err.status, dict(err.headers), media_type="application/json")
 
@@ -111,20 +116,21 @@ def ready(state: State) -> JSONResponse:
 def _model_ready(request: Request, state: ServiceState, name: str, version: str | None) -> Response:
     try:
         find_model(state, name, version)
-    except NotReady:
+    except (NotReady, ModelUnavailable):
         return JSONResponse({"name": name, "ready": False}, status_code=503)
     except ModelNotFound as exc:
-        return _fail(request, exc)
+        return v2_error(request, exc)
     ok = state.ready
     return JSONResponse({"name": name, "ready": ok}, status_code=200 if ok else 503)
 
 
-_READY_DOC: Final[dict[int | str, dict[str, Any]]] = {200: {"model": ModelReady}, **_errors(404)}
+_READY_DOC: Final[dict[int | str, dict[str, Any]]] = {200: {"model": ModelReady}, **v2_errors(404)}
 
 
 @router.get("/models/{model_name}/ready", summary="Model readiness", responses=_READY_DOC)
 def model_ready(request: Request, state: State, model_name: str) -> Response:
-    """200 when the model is ready, 503 while loading or draining, 404 for another name."""
+    """200 when the model is ready, 503 while loading, draining or unloaded, 404 for another
+    name."""
     return _model_ready(request, state, model_name, None)
 
 
@@ -134,7 +140,7 @@ def model_ready(request: Request, state: State, model_name: str) -> Response:
     responses=_READY_DOC,
 )
 def version_ready(request: Request, state: State, model_name: str, model_version: str) -> Response:
-    """As model readiness; only version ``1`` exists."""
+    """As model readiness; only the served version exists."""
     return _model_ready(request, state, model_name, model_version)
 
 
@@ -142,14 +148,15 @@ def _model_metadata(
     request: Request, state: ServiceState, name: str, version: str | None
 ) -> Response:
     try:
-        return JSONResponse(model_metadata(find_model(state, name, version)))
+        model = find_model(state, name, version)
     except Exception as exc:
-        return _fail(request, exc)
+        return v2_error(request, exc)
+    return JSONResponse(model_metadata(model, str(state.version)))
 
 
 _META_DOC: Final[dict[int | str, dict[str, Any]]] = {
     200: {"model": ModelMetadata},
-    **_errors(404, 503),
+    **v2_errors(404, 503),
 }
 
 
@@ -165,7 +172,7 @@ def model(request: Request, state: State, model_name: str) -> Response:
     responses=_META_DOC,
 )
 def model_version(request: Request, state: State, model_name: str, model_version: str) -> Response:
-    """As model metadata; only version ``1`` exists."""
+    """As model metadata; only the served version exists."""
     return _model_metadata(request, state, model_name, model_version)
 
 
@@ -175,7 +182,7 @@ async def _infer(request: Request, name: str, version: str) -> Response:
 
 _INFER: Final[dict[str, Any]] = {
     "response_class": Response,
-    "responses": _errors(400, 404, 500, 503, 504),
+    "responses": v2_errors(400, 404, 500, 503, 504),
     "openapi_extra": openapi.INFER,
 }
 
@@ -190,13 +197,13 @@ async def infer(request: Request, model_name: str) -> Response:
     "/models/{model_name}/versions/{model_version}/infer", summary="Inference (version)", **_INFER
 )
 async def infer_version(request: Request, model_name: str, model_version: str) -> Response:
-    """As inference; only version ``1`` exists."""
+    """As inference; only the served version exists."""
     return await _infer(request, model_name, model_version)
 
 
 @router.api_route("/{path:path}", methods=["GET", "POST", "PUT", "DELETE"], include_in_schema=False)
 def unknown(path: str) -> JSONResponse:
-    """Any other V2 path (statistics, repository, shared memory): 404 in the V2 error format,
-    so protocol clients report it as such."""
+    """Any other V2 path (shared memory, tracing, logging): 404 in the V2 error format, so
+    protocol clients report it as such."""
     body = {"error": f"/v2/{path[:100]} is not an endpoint of this server", "code": "not_found"}
     return JSONResponse(body, status_code=404)
