@@ -9,6 +9,7 @@ quantiles can be aggregated across replicas.
 
 from __future__ import annotations
 
+import threading
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
@@ -22,7 +23,7 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
-from prometheus_client.core import Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
@@ -52,6 +53,7 @@ REJECT_REASONS: tuple[str, ...] = (
     REJECT_TOO_LARGE,
 )
 PRIORITIES: tuple[str, ...] = ("high", "normal", "low")
+_LOWER: dict[str, str] = {n: n for n in PRIORITIES} | {n.upper(): n for n in PRIORITIES}
 OUTCOMES: tuple[str, ...] = ("success", "client_error", "server_error", "rejected")
 RELOAD_OUTCOMES: tuple[str, ...] = ("success", "failure")
 
@@ -108,6 +110,8 @@ def _package_version() -> str:
 
 
 PENDING_BATCHES = 256
+#: Request observations queued before they are applied (and at every collection).
+PENDING_REQUESTS = 64
 
 
 class _BeforeCollect(Collector):
@@ -122,6 +126,37 @@ class _BeforeCollect(Collector):
     def collect(self) -> Iterator[Metric]:
         self._callback()
         return iter(())
+
+
+class _QueueTallies(Collector):
+    """Items enqueued and queue depth by priority: plain integers added to under one lock on
+    the hot path (a labelled prometheus_client update costs several Python calls and a lock
+    each) and exported as ``enqueued_total`` and ``queue_depth`` when collected."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.enqueued = dict.fromkeys(PRIORITIES, 0)
+        self.depth = dict.fromkeys(PRIORITIES, 0)  # exact after each batch, then + enqueues
+
+    def collect(self) -> Iterator[Metric]:
+        with self.lock:
+            enqueued, depth = dict(self.enqueued), dict(self.depth)
+        counter = CounterMetricFamily(
+            f"{NAMESPACE}_enqueued_total",
+            "Items accepted into the engine's queue, by priority.",
+            labels=["priority"],
+        )
+        for priority, count in enqueued.items():
+            counter.add_metric([priority], count)
+        gauge = GaugeMetricFamily(
+            f"{NAMESPACE}_queue_depth",
+            "Items waiting in the engine's queue, by priority.",
+            labels=["priority"],
+        )
+        for priority, items in depth.items():
+            gauge.add_metric([priority], items)
+        yield counter
+        yield gauge
 
 
 class Metrics(MetricsCollector):
@@ -148,16 +183,13 @@ class Metrics(MetricsCollector):
         self._registry = registry if registry is not None else CollectorRegistry()
         # Registered first, so every collection applies the pending batches before it reads.
         self._batches_pending: deque[tuple[int, int, float, Sequence[float]]] = deque()
-        self._registry.register(_BeforeCollect(self._apply_batches))
+        self._requests_pending: deque[tuple[str, int, float]] = deque()
+        self._registry.register(_BeforeCollect(self._apply_pending))
         self._declare_http()
         self._declare_engine()
         self._declare_queue()
         self._declare_state()
-        self._request_children: dict[tuple[str, int], tuple[Counter, Histogram]] = {}
-        self._priority_children = {
-            p: (self._enqueued.labels(priority=p), self._queue_depth.labels(priority=p))
-            for p in PRIORITIES
-        }
+        self._request_counters: dict[tuple[str, int], Counter] = {}
         self._model_info.labels(model=model_name, platform="unknown").set(1)
         self._build_info.labels(version=_package_version()).set(1)
         if process_metrics:
@@ -180,11 +212,11 @@ class Metrics(MetricsCollector):
             "HTTP requests answered, by route template, status code and outcome.",
             ("route", "code", "outcome"),
         )
-        self._request_duration = _histogram(
-            reg,
-            "request_duration_seconds",
+        self._request_duration = BatchHistogram(
+            f"{NAMESPACE}_request_duration_seconds",
             "Time from request received to response sent, by route template.",
             DURATION_BUCKETS,
+            reg,
             ("route",),
         )
         self._inflight = _gauge(reg, "inflight_requests", "HTTP requests being handled now.")
@@ -265,18 +297,8 @@ class Metrics(MetricsCollector):
         self._queue_capacity = _gauge(
             reg, "queue_capacity", "Items the queue holds before enqueue blocks (max_queue_size)."
         )
-        self._queue_depth = _gauge(
-            reg, "queue_depth", "Items waiting in the engine's queue, by priority.", ("priority",)
-        )
-        self._enqueued = _counter(
-            reg,
-            "enqueued_total",
-            "Items accepted into the engine's queue, by priority.",
-            ("priority",),
-        )
-        for priority in PRIORITIES:
-            self._queue_depth.labels(priority=priority)
-            self._enqueued.labels(priority=priority)
+        self._tallies = _QueueTallies()
+        reg.register(self._tallies)
 
     def _declare_state(self) -> None:
         reg = self._registry
@@ -317,9 +339,11 @@ class Metrics(MetricsCollector):
         queue that fills while the model is busy shows up before the batch finishes. Priority
         names are lower-cased.
         """
-        enqueued, depth = self._priority_children[priority.lower()]
-        enqueued.inc()
-        depth.inc()
+        key = _LOWER.get(priority) or priority.lower()
+        tallies = self._tallies
+        with tallies.lock:
+            tallies.enqueued[key] = tallies.enqueued.get(key, 0) + 1
+            tallies.depth[key] = tallies.depth.get(key, 0) + 1
 
     def on_batch(
         self,
@@ -339,6 +363,10 @@ class Metrics(MetricsCollector):
         pending.append((batch_size, target_size, processing_time_s, queue_waits_s))
         if len(pending) >= PENDING_BATCHES:
             self._apply_batches()
+
+    def _apply_pending(self) -> None:
+        self._apply_requests()
+        self._apply_batches()
 
     def _apply_batches(self) -> None:
         while self._apply_one_batch():
@@ -393,11 +421,10 @@ class Metrics(MetricsCollector):
 
     def on_queue_depth(self, depths: dict[str, int]) -> None:
         """Set the queue depth of every priority named in ``depths``."""
-        children = self._priority_children
-        for priority, depth in depths.items():
-            known = children.get(priority)
-            gauge = known[1] if known is not None else self._queue_depth.labels(priority.lower())
-            gauge.set(depth)
+        tallies = self._tallies
+        with tallies.lock:
+            for priority, depth in depths.items():
+                tallies.depth[priority.lower()] = depth
 
     # -- helpers for the HTTP layer ----------------------------------------------------------
 
@@ -406,22 +433,45 @@ class Metrics(MetricsCollector):
 
         ``route`` must be the route template (``/v2/models/{name}/infer``), never the raw
         path, to keep the label's cardinality bounded. The outcome follows `outcome_for`.
+        Observations are queued and applied `PENDING_REQUESTS` at a time, and all of them
+        whenever the registry is collected, so a scrape never misses one.
         """
-        key = (route, status_code)
-        children = self._request_children.get(key)
-        if children is None:
-            # labels() costs more than the observation itself: resolve each child once.
-            children = (
-                self._requests.labels(
-                    route=route, code=str(status_code), outcome=outcome_for(status_code)
-                ),
-                self._request_duration.labels(route=route),
-            )
-            self._request_children[key] = children
-        children[0].inc()
-        children[1].observe(duration_s)
+        pending = self._requests_pending
+        pending.append((route, status_code, duration_s))
+        if len(pending) >= PENDING_REQUESTS:
+            self._apply_requests()
         if self._batches_pending:  # the HTTP side has time to spare; the engine's worker not
             self._apply_one_batch()
+
+    def _apply_requests(self) -> None:
+        """Apply the queued request observations: one locked increment per distinct
+        (route, code) and one binning per route, instead of three locked updates each."""
+        pending = self._requests_pending
+        counts: dict[tuple[str, int], int] = {}
+        durations: dict[str, list[float]] = {}
+        while True:
+            try:
+                route, status_code, duration_s = pending.popleft()
+            except IndexError:  # none left, or another thread took the last one
+                break
+            key = (route, status_code)
+            counts[key] = counts.get(key, 0) + 1
+            times = durations.get(route)
+            if times is None:
+                durations[route] = [duration_s]
+            else:
+                times.append(duration_s)
+        for (route, status_code), count in counts.items():
+            counter = self._request_counters.get((route, status_code))
+            if counter is None:
+                # labels() costs more than the increment itself: resolve each child once.
+                counter = self._requests.labels(
+                    route=route, code=str(status_code), outcome=outcome_for(status_code)
+                )
+                self._request_counters[(route, status_code)] = counter
+            counter.inc(count)
+        for route, times in durations.items():
+            self._request_duration.observe_many(times, (route,))
 
     def track_inflight(self) -> AbstractContextManager[None]:
         """A context manager that counts the request as in flight while it is entered."""

@@ -52,3 +52,29 @@ def test_a_fresh_histogram_shows_zero_observations() -> None:
     BatchHistogram("wait_seconds", "doc", BUCKETS, registry)
     assert registry.get_sample_value("wait_seconds_count") == 0
     assert registry.get_sample_value("wait_seconds_bucket", {"le": "+Inf"}) == 0
+
+
+def test_labelled_children_match_prometheus_labelled_children() -> None:
+    ours, theirs = CollectorRegistry(), CollectorRegistry()
+    batch = BatchHistogram("latency_seconds", "doc", BUCKETS, ours, ("route",))
+    reference = Histogram("latency_seconds", "doc", ("route",), buckets=BUCKETS, registry=theirs)
+    observations = {"/predict": [0.002, 0.5, 3.0], "/v2/models/{name}/infer": [0.0005]}
+    for route, values in observations.items():
+        batch.observe_many(values, (route,))
+        for v in values:
+            reference.labels(route=route).observe(v)
+
+    assert samples(ours) == pytest.approx(samples(theirs))
+    assert ours.get_sample_value("latency_seconds_count", {"route": "/predict"}) == 3
+
+
+def test_a_labelled_histogram_has_no_series_before_its_first_observation() -> None:
+    registry = CollectorRegistry()
+    BatchHistogram("latency_seconds", "doc", BUCKETS, registry, ("route",))
+    assert samples(registry) == {}
+
+
+def test_observations_need_one_value_per_label_name() -> None:
+    batch = BatchHistogram("latency_seconds", "doc", BUCKETS, CollectorRegistry(), ("route",))
+    with pytest.raises(ValueError, match="route"):
+        batch.observe_many([0.1])

@@ -64,7 +64,8 @@ class ItemQueue:
         with self._not_full:
             if needed > self._maxsize:
                 raise TooManyItems(f"{needed} items can never fit: max_queue_size={self._maxsize}")
-            if not self._wait_for_room(needed, timeout):
+            fits = not self._closed and self._size + needed <= self._maxsize  # the usual case
+            if not fits and not self._wait_for_room(needed, timeout):
                 raise QueueFull(f"queue full ({self._size}/{self._maxsize} items)")
             deadlines = self._deadlines
             earliest = deadlines[0][0] if deadlines else None

@@ -37,9 +37,12 @@ class ServingEngine(BatchProcessor[Any, Any]):
         """Send later submissions to `successor` and leave it the shared gauges. Call on the
         event loop (where submissions are made), then stop this engine."""
         self._successor = successor
+        # An instance attribute shadows the method: no extra call per request before the
+        # hand-over, and `_forward` follows the successor's own later hand-over.
+        self.enqueue_async = self._forward  # type: ignore[method-assign]
         self.collector.retire()
 
-    def enqueue_async(
+    def _forward(
         self,
         items: Sequence[Any],
         *,
@@ -47,12 +50,7 @@ class ServingEngine(BatchProcessor[Any, Any]):
         item_timeout: float | None = None,
         on_settled: Settled | None = None,
     ) -> Gathering:
-        """`BatchProcessor.enqueue_async`, on the successor once handed over."""
-        successor = self._successor
-        if successor is not None:
-            return successor.enqueue_async(
-                items, priority=priority, item_timeout=item_timeout, on_settled=on_settled
-            )
-        return super().enqueue_async(
+        assert self._successor is not None
+        return self._successor.enqueue_async(
             items, priority=priority, item_timeout=item_timeout, on_settled=on_settled
         )

@@ -56,9 +56,9 @@ class Recorder:
         self._metrics.inflight -= 1
         self._metrics.observe_request(route, status, duration_s)
         if route in INFERENCE_ROUTES:
-            statistics = self._state.statistics
-            if statistics is not None:
-                statistics.on_request(status, duration_s)
+            processor = self._state.processor
+            if processor is not None:
+                processor.statistics.on_request(status, duration_s)
         counters = self._counters
         counters[f"status_{status}"] += 1
         counters["requests"] += 1

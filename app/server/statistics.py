@@ -186,4 +186,6 @@ class EngineCollector:
         # (an AttributeError for one it lacks, which the engine's `notify` skips).
         if hook.startswith("_"):
             raise AttributeError(hook)
-        return getattr(self.metrics, hook)
+        method = getattr(self.metrics, hook)
+        setattr(self, hook, method)  # found once: on_enqueue is looked up per request
+        return method

@@ -27,6 +27,16 @@ HEAD_END: Final = b"\r\n\r\n"
 IDLE, HEAD, BODY, BUSY = range(4)
 
 
+def _one_head_end(data: bytes) -> bool:
+    """At most one request head ends in `data`. A second needs a CR after the first; bodies
+    (JSON above all) rarely hold one, and looking for one byte is the cheapest scan."""
+    first = data.find(HEAD_END)
+    if first < 0:
+        return True
+    rest = first + len(HEAD_END)
+    return data.find(b"\r", rest) < 0 or data.find(HEAD_END, rest) < 0
+
+
 class Request(Protocol):
     """A request on a connection, in its place in line."""
 
@@ -72,9 +82,6 @@ class Exchanged:
         else:
             body, self.body = self.body, bytearray()  # handed over whole, not copied
             self.exchange.start(body)
-
-    def respond(self, reply: Reply | None) -> bool:
-        return self.connection.answer(self, reply)
 
     def lost(self) -> None:
         self.exchange.client_gone()
@@ -144,7 +151,7 @@ class Connection:
             self._pause_reading()
             return
         room = self.limits.max_header_bytes - (self._head_fed if self._in_head else 0)
-        if len(data) <= room and data.count(HEAD_END) <= 1:
+        if len(data) <= room and _one_head_end(data):
             # The usual chunk: at most one request head ends in it, so it can complete at
             # most one request, and even all head it stays under the cap. One parse.
             self._feeding = True
@@ -208,40 +215,42 @@ class Connection:
             self._again = True
             return
         self._advancing = True
+        queue = self._queue
         try:
             while True:
                 self._again = False
-                self._step()
+                if self.transport.is_closing():
+                    return
+                if queue:
+                    first = queue[0]
+                    ready = first.complete or first.starts_early
+                    if not first.started and ready and not self._writing_paused():
+                        first.start()  # an answer it gives at once re-enters `_advance`
+                        if not self._again:
+                            return
+                        continue
+                elif self._broken is not None:
+                    self._write_error(self._broken)
+                    if not self._again:
+                        return
+                    continue
+                elif self._closing:
+                    self.transport.close()
+                    return
+                elif self._receiving is None and not self._in_head:
+                    self._phase = IDLE
+                    self._deadline = self.loop.time() + self.limits.keep_alive_timeout_s
+                held = self._held
+                if held is not None and not self._feeding and (self._receiving or len(queue) < 2):
+                    self._held = None
+                    self._resume_reading()
+                    self._now = self.loop.time()
+                    self._feed(bytes(held))
+                    self._again = True
                 if not self._again:
                     return
         finally:
             self._advancing = False
-
-    def _step(self) -> None:
-        queue = self._queue
-        if self.transport.is_closing():
-            return
-        if queue:
-            first = queue[0]
-            ready = first.complete or first.starts_early
-            if not first.started and ready and not self._writing_paused():
-                first.start()  # an answer it gives at once re-enters `_advance`
-                return
-        elif self._broken is not None:
-            self._write_error(self._broken)
-            return
-        elif self._closing:
-            self.transport.close()
-            return
-        elif self._receiving is None and not self._in_head:
-            self._set_phase(IDLE, self.limits.keep_alive_timeout_s)
-        held = self._held
-        if held is not None and not self._feeding and (self._receiving or len(queue) < 2):
-            self._held = None
-            self._resume_reading()
-            self._now = self.loop.time()
-            self._feed(bytes(held))
-            self._again = True
 
     def answer(self, request: Exchanged, reply: Reply | None) -> bool:
         """An exchange's reply: written at once (it is the first request), or dropped when
@@ -260,17 +269,22 @@ class Connection:
 
     def finished(self, request: Request) -> None:
         """A request's answer is complete: the next one may start."""
-        self._forget(request)
+        queue = self._queue
+        if queue and queue[0] is request:
+            queue.popleft()  # the usual case, inline: `_forget` does the rest
+        else:
+            self._forget(request)
         self._count_answer()
         if request.closes:
             return  # it closes the connection itself
         self._advance()
 
     def _forget(self, request: Request) -> None:
-        if self._queue and self._queue[0] is request:
-            self._queue.popleft()
-        elif request in self._queue:
-            self._queue.remove(request)
+        queue = self._queue
+        if queue and queue[0] is request:
+            queue.popleft()
+        elif request in queue:
+            queue.remove(request)
 
     def _closing_now(self) -> bool:
         return self._closing or self.door.state.closing

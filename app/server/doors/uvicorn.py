@@ -32,6 +32,7 @@ the range the tests ran on): from ``uvicorn.protocols.http.httptools_impl``:
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import urllib.parse
 from typing import Any
@@ -188,7 +189,11 @@ class ServiceProtocol(Connection, HttpToolsProtocol):
         if parser.should_upgrade() and self._should_upgrade():
             self.scope["method"] = method
             return
-        raw_path, query = _split_target(self.url)
+        target = self.url
+        if target[:1] == b"/":  # origin form, the usual one
+            raw_path, _, query = target.partition(b"?")
+        else:
+            raw_path, query = _split_target(target)
         path = raw_path.decode("ascii")
         if "%" in path:
             path = urllib.parse.unquote(path)
@@ -200,7 +205,9 @@ class ServiceProtocol(Connection, HttpToolsProtocol):
         if match is not None:
             headers = text_headers(self.headers)
             request = self._exchanged(method, path, headers, keep_alive, *match)
-            length, chunked = _text_framing(headers)
+            declared, coding = headers.get("content-length"), headers.get("transfer-encoding")
+            length = int(declared) if declared is not None and declared.isdigit() else None
+            chunked = coding is not None and "chunked" in coding.lower()
         else:
             length, chunked = _framing(self.headers)
             scope = self.scope
@@ -233,7 +240,8 @@ class ServiceProtocol(Connection, HttpToolsProtocol):
         rid = request_id_for(headers.get("x-request-id"))
         request = Exchanged(self, keep_alive)
         head = RequestHead(method, path, headers, rid, params)
-        request.exchange = self.door.service.exchange(dialect, head, request.respond)
+        respond = functools.partial(self.answer, request)  # no Python frame of its own
+        request.exchange = self.door.service.exchange(dialect, head, respond)
         return request
 
     def _cycle(self, keep_alive: bool) -> _Cycle:
@@ -313,19 +321,9 @@ class MalformedHttp(MalformedRequest):
 
 
 def _split_target(target: bytes) -> tuple[bytes, bytes]:
-    """(path, query) of a request target (origin form, or absolute form via httptools)."""
-    if not target.startswith(b"/"):
-        parsed = httptools.parse_url(target)
-        return parsed.path, parsed.query or b""
-    path, _, query = target.partition(b"?")
-    return path, query
-
-
-def _text_framing(headers: dict[str, str]) -> tuple[int | None, bool]:
-    """`_framing` from headers already decoded."""
-    length = headers.get("content-length")
-    chunked = "chunked" in headers.get("transfer-encoding", "").lower()
-    return (int(length) if length is not None and length.isdigit() else None), chunked
+    """(path, query) of a request target in absolute form (``http://host/path?q``)."""
+    parsed = httptools.parse_url(target)
+    return parsed.path, parsed.query or b""
 
 
 def _framing(headers: list[tuple[bytes, bytes]]) -> tuple[int | None, bool]:

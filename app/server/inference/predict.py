@@ -8,6 +8,7 @@ from typing import Any, Final
 
 import numpy as np
 
+from ...batching import BatchPriority
 from ...errors import InvalidInput
 from ...models import LoadedModel
 from ..errors import Column, to_reply
@@ -19,7 +20,6 @@ from ..wire.codecs import (
     WireFormat,
     decode_predict,
     encode_predict,
-    request_format,
     response_format,
 )
 from .exchange import Reply, RequestHead, Submission
@@ -43,14 +43,15 @@ class PredictDialect:
         model, processor = self._state.serving()
         headers = head.headers
         content_type = headers.get("content-type")
-        fmt_out = response_format(request_format(content_type), headers.get("accept"))
-        settings = self._state.settings
-        priority = parse_priority(headers.get(PRIORITY_HEADER))
-        timeout = parse_timeout(headers.get(TIMEOUT_HEADER), settings)
+        raw = headers.get(PRIORITY_HEADER)
+        priority = BatchPriority.NORMAL if raw is None else parse_priority(raw)
+        raw, settings = headers.get(TIMEOUT_HEADER), self._state.settings
+        timeout = settings.request_timeout_s if raw is None else parse_timeout(raw, settings)
         decoded = decode_predict(body, content_type, dtype=input_dtype(model), limits=self._limits)
         if not decoded.rows:
             raise InvalidInput("'instances' must be a non-empty list")
         rows = model.validate_rows(decoded.rows, decoded.batch, decoded.finite)
+        fmt_out = response_format(decoded.fmt, headers.get("accept"))
         encode = functools.partial(_reply, fmt_out, decoded.style)
         return Submission(processor, rows, priority, timeout, encode)
 

@@ -185,6 +185,8 @@ def as_array(values: Any, dtype: np.dtype[Any] | None = None) -> NDArray[Any]:
     size = len(values)
     first = values[0]
     per_item = len(first) if type(first) is list else 1
+    if size * per_item <= CHUNK:  # the usual request: one conversion
+        return np.asarray(values, dtype=dtype)
     slices: list[tuple[int, int]]
     if per_item > CHUNK and size <= CHUNK:  # a few long lists: one at a time
 
