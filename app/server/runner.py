@@ -24,6 +24,7 @@ import threading
 import time
 from collections.abc import Iterator
 from types import FrameType
+from typing import Final
 
 import uvicorn
 
@@ -115,12 +116,21 @@ class DrainingServer(uvicorn.Server):
             server.close()
 
 
+_YOUNG_GENERATION_THRESHOLD: Final = 10_000
+
+
 def freeze_startup_objects() -> None:
     """Move everything alive once the model is loaded (modules, the framework, the model)
     out of the cycle collector's reach: it lives as long as the process, and a full
-    collection walking it holds the GIL for tens of milliseconds."""
+    collection walking it holds the GIL for tens of milliseconds. Then collect the youngest
+    generation less often."""
     gc.collect()
     gc.freeze()
+    # 64 requests in flight keep about 700 young objects alive, the default threshold: the
+    # youngest generation was collected every few requests, each pass walking all of them
+    # for nothing (reference counting frees them). At 64 clients this took the collector's
+    # share of the event loop's instructions from 2.2% to 1.1%.
+    gc.set_threshold(_YOUNG_GENERATION_THRESHOLD, *gc.get_threshold()[1:])
 
 
 def serve(settings: Settings) -> None:

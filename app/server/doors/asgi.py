@@ -107,7 +107,8 @@ async def run_exchange(
 ) -> Reply | None:
     """Read the body and run one exchange to its reply; None when the client left (the
     exchange has recorded it)."""
-    answer: asyncio.Future[Reply | None] = asyncio.get_running_loop().create_future()
+    loop = asyncio.get_running_loop()
+    answer: asyncio.Future[Reply | None] = loop.create_future()
 
     def respond(reply: Reply | None) -> bool:
         if not answer.done():
@@ -116,7 +117,7 @@ async def run_exchange(
 
     raw = scope["headers"]
     head = RequestHead(scope["method"], scope["path"], text_headers(raw), request_id, params)
-    exchange = service.exchange(dialect, head, respond)
+    exchange = service.exchange(dialect, head, respond, loop)
     limit = service.limits.body_bytes
     try:
         length = declared_length(raw)

@@ -2,89 +2,30 @@
 at most one request read beyond the one in flight, and the limits nginx and gunicorn have
 (header bytes and time, body progress, keep-alive idle time, open connections).
 
-`Connection` holds this policy; the uvicorn door (`batchserve.server.doors.uvicorn`) mixes it
-into its protocol and supplies what depends on uvicorn: parsing (`_parse`), the wire form of
-an answer (`_encode`), flow control, and its request cycles for the ASGI app.
+`Connection` holds this policy over the requests in line (`batchserve.server.doors.requests`);
+the uvicorn door (`batchserve.server.doors.uvicorn`) mixes it into its protocol and supplies
+what depends on uvicorn: parsing (`_parse`), the wire form of an answer (`_encode`), flow
+control, and its request cycles for the ASGI app.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final
 
 from ...errors import PayloadTooLarge
 from ..errors import HeaderTooLarge, RequestTimeout, to_reply
-from ..inference.exchange import Exchange, Reply
+from ..inference.exchange import Reply
 from ..limits import ConnectionLimits
 from ..recorder import request_id_for
+from .requests import HEAD_END, Exchanged, Request, one_head_end
 
 if TYPE_CHECKING:
     from .asgi import ServiceMiddleware
 
 _CHUNKED_SLICE: Final = 4096  # pieces of a body whose length is unknown (chunked)
-HEAD_END: Final = b"\r\n\r\n"
 IDLE, HEAD, BODY, BUSY = range(4)
-
-
-def _one_head_end(data: bytes) -> bool:
-    """At most one request head ends in `data`. A second needs a CR after the first; bodies
-    (JSON above all) rarely hold one, and looking for one byte is the cheapest scan."""
-    first = data.find(HEAD_END)
-    if first < 0:
-        return True
-    rest = first + len(HEAD_END)
-    return data.find(b"\r", rest) < 0 or data.find(HEAD_END, rest) < 0
-
-
-class Request(Protocol):
-    """A request on a connection, in its place in line."""
-
-    complete: bool  # its whole body is in
-    started: bool
-
-    @property
-    def starts_early(self) -> bool:
-        """Starts before its body is in (it reads the body itself)."""
-        ...
-
-    @property
-    def closes(self) -> bool:
-        """Its answer closes the connection by itself."""
-        ...
-
-    def start(self) -> None: ...
-
-    def lost(self) -> None: ...
-
-
-class Exchanged:
-    """A request served by an `Exchange`; it starts once its body is in and it is first."""
-
-    __slots__ = ("body", "complete", "connection", "exchange", "keep_alive", "refusal", "started")
-
-    exchange: Exchange  # set right after construction
-    starts_early = False
-    closes = False  # its answer is written by `Connection.answer`, which closes if need be
-
-    def __init__(self, connection: Connection, keep_alive: bool) -> None:
-        self.connection = connection
-        self.keep_alive = keep_alive
-        self.body = bytearray()
-        self.complete = False
-        self.started = False
-        self.refusal: BaseException | None = None
-
-    def start(self) -> None:
-        self.started = True
-        if self.refusal is not None:
-            self.exchange.refuse(self.refusal)
-        else:
-            body, self.body = self.body, bytearray()  # handed over whole, not copied
-            self.exchange.start(body)
-
-    def lost(self) -> None:
-        self.exchange.client_gone()
 
 
 class Connection:
@@ -151,7 +92,7 @@ class Connection:
             self._pause_reading()
             return
         room = self.limits.max_header_bytes - (self._head_fed if self._in_head else 0)
-        if len(data) <= room and _one_head_end(data):
+        if len(data) <= room and one_head_end(data):
             # The usual chunk: at most one request head ends in it, so it can complete at
             # most one request, and even all head it stays under the cap. One parse.
             self._feeding = True

@@ -51,7 +51,8 @@ from ..inference.exchange import Dialect, Reply, RequestHead
 from ..limits import ConnectionLimits
 from ..recorder import request_id_for
 from .asgi import ServiceMiddleware, text_headers
-from .connection import BODY, BUSY, HEAD, Connection, Exchanged
+from .connection import BODY, BUSY, HEAD, Connection
+from .requests import Exchanged
 
 logger = logging.getLogger("batchserve.server")
 
@@ -238,10 +239,10 @@ class ServiceProtocol(Connection, HttpToolsProtocol):
         params: tuple[str, ...],
     ) -> Exchanged:
         rid = request_id_for(headers.get("x-request-id"))
-        request = Exchanged(self, keep_alive)
+        request = Exchanged(keep_alive)
         head = RequestHead(method, path, headers, rid, params)
         respond = functools.partial(self.answer, request)  # no Python frame of its own
-        request.exchange = self.door.service.exchange(dialect, head, respond)
+        request.exchange = self.door.service.exchange(dialect, head, respond, self.loop)
         return request
 
     def _cycle(self, keep_alive: bool) -> _Cycle:

@@ -101,6 +101,7 @@ class Exchange:
         "_dialect",
         "_encode",
         "_gathering",
+        "_loop",
         "_recorder",
         "_respond",
         "_started",
@@ -117,8 +118,10 @@ class Exchange:
         respond: Respond,
         recorder: Recorder,
         decoder: Executor | None,
+        loop: asyncio.AbstractEventLoop,
     ) -> None:
         self.head = head
+        self._loop = loop  # `asyncio.get_running_loop()` is a system call (getpid) each time
         self._dialect = dialect
         self._respond = respond
         self._recorder = recorder
@@ -142,8 +145,8 @@ class Exchange:
             return
         self._state = _DECODING
         if self._decoder is not None and len(body) > OFFLOAD_BYTES:
-            loop = asyncio.get_running_loop()
-            future = loop.run_in_executor(self._decoder, self._dialect.decode, self.head, body)
+            decode = self._dialect.decode
+            future = self._loop.run_in_executor(self._decoder, decode, self.head, body)
             future.add_done_callback(self._decoded)
             return
         try:
@@ -200,7 +203,7 @@ class Exchange:
         timeout = submission.timeout_s
         if timeout is not None:
             self._timeout_s = timeout
-            self._timer = asyncio.get_running_loop().call_later(timeout, self._on_deadline)
+            self._timer = self._loop.call_later(timeout, self._on_deadline)
 
     def _on_results(self, results: list[Any] | None, error: BaseException | None) -> None:
         if self._state != _QUEUED:

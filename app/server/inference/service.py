@@ -3,6 +3,7 @@ thread large bodies are decoded on, and the recorder."""
 
 from __future__ import annotations
 
+import asyncio
 from concurrent.futures import ThreadPoolExecutor
 
 from ..recorder import Recorder
@@ -36,9 +37,15 @@ class InferenceService:
         params = infer_params(path)
         return None if params is None else (self.v2, params)
 
-    def exchange(self, dialect: Dialect, head: RequestHead, respond: Respond) -> Exchange:
-        """A new exchange for one request (see `Exchange`)."""
-        return Exchange(dialect, head, respond, self.recorder, self._decoder)
+    def exchange(
+        self,
+        dialect: Dialect,
+        head: RequestHead,
+        respond: Respond,
+        loop: asyncio.AbstractEventLoop,
+    ) -> Exchange:
+        """A new exchange for one request on `loop`, the running one (see `Exchange`)."""
+        return Exchange(dialect, head, respond, self.recorder, self._decoder, loop)
 
     def close(self) -> None:
         """Stop the decoding thread once it is idle."""
