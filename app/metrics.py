@@ -141,22 +141,15 @@ class _QueueTallies(Collector):
     def collect(self) -> Iterator[Metric]:
         with self.lock:
             enqueued, depth = dict(self.enqueued), dict(self.depth)
-        counter = CounterMetricFamily(
-            f"{NAMESPACE}_enqueued_total",
-            "Items accepted into the engine's queue, by priority.",
-            labels=["priority"],
+        families: tuple[tuple[type[CounterMetricFamily | GaugeMetricFamily], str, str], ...] = (
+            (CounterMetricFamily, "enqueued_total", "Items accepted into the engine's queue"),
+            (GaugeMetricFamily, "queue_depth", "Items waiting in the engine's queue"),
         )
-        for priority, count in enqueued.items():
-            counter.add_metric([priority], count)
-        gauge = GaugeMetricFamily(
-            f"{NAMESPACE}_queue_depth",
-            "Items waiting in the engine's queue, by priority.",
-            labels=["priority"],
-        )
-        for priority, items in depth.items():
-            gauge.add_metric([priority], items)
-        yield counter
-        yield gauge
+        for (kind, name, doc), values in zip(families, (enqueued, depth), strict=True):
+            family = kind(f"{NAMESPACE}_{name}", f"{doc}, by priority.", labels=["priority"])
+            for priority, value in values.items():
+                family.add_metric([priority], value)
+            yield family
 
 
 class Metrics(MetricsCollector):
