@@ -6,7 +6,6 @@ from __future__ import annotations
 import hmac
 from typing import Annotated, Any, Final
 
-import orjson
 from fastapi import APIRouter, Depends, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -15,7 +14,7 @@ from ...batching import BatchProcessor
 from ...errors import Forbidden, InvalidInput, MalformedRequest, NotReady, Unauthorized
 from .. import reload
 from ..state import ServiceState
-from .deps import error_responses, get_state
+from .deps import error_responses, get_state, json_object
 
 State = Annotated[ServiceState, Depends(get_state)]
 
@@ -77,12 +76,8 @@ async def read_batch_size_update(request: Request) -> BatchSizeUpdate:
 
     Raises `MalformedRequest` when it is not a JSON object, `InvalidInput` naming each bad or
     unknown field otherwise."""
-    body = await request.body()
-    try:
-        doc = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise MalformedRequest(f"body is not valid JSON: {exc}") from exc
-    if not isinstance(doc, dict):
+    doc = await json_object(request, '{"batch_size": 8}')
+    if doc is None:
         raise MalformedRequest('body must be a JSON object such as {"batch_size": 8}')
     try:
         return BatchSizeUpdate.model_validate(doc)
@@ -137,15 +132,9 @@ async def read_model_load(request: Request) -> ModelLoad:
     """The request's body as a `ModelLoad` (an empty body loads the current reference).
 
     Raises `MalformedRequest` when it is not a JSON object, `InvalidInput` otherwise."""
-    body = await request.body()
-    if not body.strip():
+    doc = await json_object(request, '{"model": "pkg.mod:attr"}')
+    if doc is None:
         return ModelLoad()
-    try:
-        doc = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise MalformedRequest(f"body is not valid JSON: {exc}") from exc
-    if not isinstance(doc, dict):
-        raise MalformedRequest('body must be a JSON object such as {"model": "pkg.mod:attr"}')
     try:
         return ModelLoad.model_validate(doc)
     except ValidationError as exc:

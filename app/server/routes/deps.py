@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 from fastapi import Request
 from pydantic import BaseModel
 
+from ...errors import MalformedRequest
 from ..state import ServiceState
 
 
@@ -21,6 +23,22 @@ def get_state(request: Request) -> ServiceState:
     """The running service's state."""
     state: ServiceState = request.app.state.service
     return state
+
+
+async def json_object(request: Request, example: str = "") -> dict[str, Any] | None:
+    """The request's body as a JSON object, None when it is empty; `MalformedRequest` for
+    anything else (`example` shows what is expected, e.g. ``{"batch_size": 8}``)."""
+    body = await request.body()
+    if not body.strip():
+        return None
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise MalformedRequest(f"body is not valid JSON: {exc}") from exc
+    if not isinstance(doc, dict):
+        such_as = f" such as {example}" if example else ""
+        raise MalformedRequest(f"body must be a JSON object{such_as}")
+    return doc
 
 
 def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:

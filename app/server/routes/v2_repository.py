@@ -15,13 +15,13 @@ import orjson
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel
 
-from ...errors import InvalidInput, MalformedRequest
+from ...errors import InvalidInput
 from .. import reload
 from ..inference.v2_models import served_model
 from ..responses import JSONResponse
 from ..state import ServiceState
 from .admin import Admin, ModelStatus
-from .deps import get_state
+from .deps import get_state, json_object
 from .v2 import v2_error, v2_errors
 
 State = Annotated[ServiceState, Depends(get_state)]
@@ -91,16 +91,7 @@ _INDEX_BODY: Final[dict[str, Any]] = {
 
 async def _json_object(request: Request) -> dict[str, Any]:
     """The body as a JSON object ({} when empty); raises `MalformedRequest`."""
-    body = await request.body()
-    if not body.strip():
-        return {}
-    try:
-        doc = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise MalformedRequest(f"body is not valid JSON: {exc}") from exc
-    if not isinstance(doc, dict):
-        raise MalformedRequest("body must be a JSON object")
-    return doc
+    return await json_object(request) or {}
 
 
 def _parameters(doc: dict[str, Any], allowed: frozenset[str], hint: str) -> dict[str, Any]:
