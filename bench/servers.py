@@ -157,19 +157,26 @@ class Server:
 
 
 @contextmanager
-def running(contender: Contender, workload: Workload, pin: list[str]) -> Iterator[Server]:
-    """Start ``contender`` serving ``workload`` (pinned by ``pin``), stop it on exit."""
+def running(
+    contender: Contender,
+    workload: Workload,
+    pin: list[str],
+    command: list[str] | None = None,
+    cwd: Path = ROOT,
+) -> Iterator[Server]:
+    """Start ``contender`` serving ``workload`` (pinned by ``pin``), stop it on exit.
+    ``command`` and ``cwd`` replace its own command line and working directory."""
     port = free_port()
     with tempfile.NamedTemporaryFile(prefix=f"bench-{contender.name}-", suffix=".log",
                                      delete=False) as log:  # fmt: skip
         log_path = Path(log.name)
         process = subprocess.Popen(
-            [*pin, *contender.command(workload, port)],
+            [*pin, *(command or contender.command(workload, port))],
             env=contender.environment(workload, port),
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            cwd=ROOT,
+            cwd=cwd,
         )
     server = Server(contender, process, port, log_path)
     try:
