@@ -204,7 +204,10 @@ class Gathering:
         notifier = notifier_for(loop)
         self._post = notifier.post
         on_done, deliver = self._on_done, self._deliver
-        self.futures = [CallbackFuture(on_done, i, notifier, deliver) for i in range(size)]
+        if size == 1:  # the usual request: one row, without a comprehension's frame
+            self.futures = [CallbackFuture(on_done, 0, notifier, deliver)]
+        else:
+            self.futures = [CallbackFuture(on_done, i, notifier, deliver) for i in range(size)]
         if size == 0:  # nothing to wait for; a callback still runs later, as for any other
             if self.waiter is None:
                 loop.call_soon(self._settle, [], None)

@@ -218,7 +218,12 @@ class Connection:
         self._count_answer()
         if request.closes:
             return  # it closes the connection itself
-        self._advance()
+        if queue or self._advancing or self._held is not None or self._broken is not None:
+            self._advance()
+        elif self._closing:
+            self.transport.close()
+        elif self._receiving is None and not self._in_head:
+            self._set_phase(IDLE, self.limits.keep_alive_timeout_s)  # as `_advance` would
 
     def _forget(self, request: Request) -> None:
         queue = self._queue

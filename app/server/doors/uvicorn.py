@@ -47,7 +47,7 @@ from uvicorn.protocols.http.httptools_impl import (
 
 from ...errors import MalformedRequest
 from ..errors import HeaderTooLarge, TooManyConnections
-from ..inference.exchange import Dialect, Reply, RequestHead
+from ..inference.exchange import Reply, RequestHead
 from ..limits import ConnectionLimits
 from ..recorder import request_id_for
 from .asgi import ServiceMiddleware, text_headers
@@ -205,7 +205,11 @@ class ServiceProtocol(Connection, HttpToolsProtocol):
         request: _Request
         if match is not None:
             headers = text_headers(self.headers)
-            request = self._exchanged(method, path, headers, keep_alive, *match)
+            request = Exchanged(keep_alive)
+            rid = request_id_for(headers.get("x-request-id"))
+            head = RequestHead(method, path, headers, rid, match[1])
+            respond = functools.partial(self.answer, request)  # no Python frame of its own
+            request.exchange = self.door.service.exchange(match[0], head, respond, self.loop)
             declared, coding = headers.get("content-length"), headers.get("transfer-encoding")
             length = int(declared) if declared is not None and declared.isdigit() else None
             chunked = coding is not None and "chunked" in coding.lower()
@@ -224,26 +228,11 @@ class ServiceProtocol(Connection, HttpToolsProtocol):
         self._body_left = None if chunked else length
         self._phase = BODY
         self._deadline = self._now + self.limits.body_timeout_s
-        if isinstance(request, _Cycle):
+        if match is None:
             self._advance()  # the app starts at once and reads the body itself
         elif length is not None and length > self.door.limit:
+            assert isinstance(request, Exchanged)
             self._refuse_body(request)
-
-    def _exchanged(
-        self,
-        method: str,
-        path: str,
-        headers: dict[str, str],
-        keep_alive: bool,
-        dialect: Dialect,
-        params: tuple[str, ...],
-    ) -> Exchanged:
-        rid = request_id_for(headers.get("x-request-id"))
-        request = Exchanged(keep_alive)
-        head = RequestHead(method, path, headers, rid, params)
-        respond = functools.partial(self.answer, request)  # no Python frame of its own
-        request.exchange = self.door.service.exchange(dialect, head, respond, self.loop)
-        return request
 
     def _cycle(self, keep_alive: bool) -> _Cycle:
         request = _Cycle(self, self.app)
