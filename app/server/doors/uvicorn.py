@@ -205,11 +205,12 @@ class ServiceProtocol(Connection, HttpToolsProtocol):
         request: _Request
         if match is not None:
             headers = text_headers(self.headers)
+            dialect, params = match
             request = Exchanged(keep_alive)
             rid = request_id_for(headers.get("x-request-id"))
-            head = RequestHead(method, path, headers, rid, match[1])
+            head = RequestHead(method, path, headers, rid, params)
             respond = functools.partial(self.answer, request)  # no Python frame of its own
-            request.exchange = self.door.service.exchange(match[0], head, respond, self.loop)
+            request.exchange = self.door.service.exchange(dialect, head, respond, self.loop)
             declared, coding = headers.get("content-length"), headers.get("transfer-encoding")
             length = int(declared) if declared is not None and declared.isdigit() else None
             chunked = coding is not None and "chunked" in coding.lower()
