@@ -76,9 +76,10 @@ async def drain_service(
     state: ServiceState, stop_accepting: Callable[[], None] | None = None
 ) -> None:
     """Report not-ready and keep serving for the grace window; then stop accepting
-    connections (`stop_accepting`), make every answer close its connection, stop admitting
-    (new requests get 503) and answer every accepted request within `drain_timeout_s` (what
-    is still queued then gets a shutting-down error). Idempotent."""
+    connections (`stop_accepting`), make every answer close its connection, let in the
+    requests begun before that (bodies still arriving), stop admitting (new requests get
+    503) and answer every accepted request within `drain_timeout_s` (what is still queued
+    then gets a shutting-down error). Idempotent."""
     if state.phase in (Phase.DRAINING, Phase.STOPPED):
         return
     settings = state.settings
@@ -89,11 +90,20 @@ async def drain_service(
     if stop_accepting is not None:
         stop_accepting()
     state.closing = True
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + settings.drain_timeout_s
+    if state.receiving:
+        # Begun before the drain, these are accepted: their rows go in before the engine
+        # stops admitting. A stalled body ends with its body timeout, all within the deadline.
+        logger.info("waiting for %d request(s) still being received", state.receiving)
+        state.all_received = asyncio.Event()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(state.all_received.wait(), settings.drain_timeout_s)
     processor = state.processor
     if processor is not None:
         pending = len(processor)
         logger.info("stopping the engine: %d queued item(s) to finish", pending)
-        await in_daemon_thread(processor.stop, settings.drain_timeout_s)
+        await in_daemon_thread(processor.stop, max(0.0, deadline - loop.time()))
     if state.retiring:  # earlier versions' engines, each within drain_timeout_s of its switch
         await asyncio.gather(*state.retiring)
     state.set_phase(Phase.STOPPED)

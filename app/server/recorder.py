@@ -49,6 +49,23 @@ class Recorder:
         """A request started (its `record` follows exactly once)."""
         self._metrics.inflight += 1  # requests run on the event loop thread only
 
+    def begin_exchange(self) -> bool:
+        """An inference request started; True when it counts as being received (see
+        `ServiceState.receiving`) until its `admitted` call."""
+        self._metrics.inflight += 1
+        state = self._state
+        if state.closing:
+            return False
+        state.receiving += 1
+        return True
+
+    def admitted(self) -> None:
+        """A request counted by `begin_exchange` is in the engine, or finished without it."""
+        state = self._state
+        state.receiving -= 1
+        if not state.receiving and state.all_received is not None:
+            state.all_received.set()
+
     def record(
         self, method: str, path: str, route: str, status: int, duration_s: float, rid: str
     ) -> None:

@@ -53,6 +53,11 @@ class ServiceState:
     model_load_s: float = 0.0  # when the model was loaded before the app (batchserve serve)
     #: Shutting down past the grace window: no new connections, every answer closes its own.
     closing: bool = False
+    #: Inference requests begun before `closing` whose rows are not in the engine yet (body
+    #: still arriving, or being decoded): the drain lets them in before the engine stops.
+    receiving: int = 0
+    #: Set by the drain while it waits for `receiving` to reach 0, which sets it.
+    all_received: asyncio.Event | None = None
 
     @property
     def ready(self) -> bool:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import signal
+import socket
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 import numpy as np
+import orjson
 import pytest
 from sklearn.datasets import load_digits
 
@@ -83,6 +86,36 @@ def test_sigterm_with_200_requests_in_flight_answers_every_one(tmp_path: Path) -
     assert outcomes.count("ok") == total, sorted(set(outcomes))
     assert set(late) <= {"http-503", "refused"}, late
     assert "drained" in server.log()
+
+
+def test_a_request_whose_body_is_still_arriving_at_sigterm_is_answered(tmp_path: Path) -> None:
+    body = orjson.dumps({"instances": [[float(i % 17) for i in range(64)]]})
+    with running_server(tmp_path) as server:
+        host, port = server.url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=30) as conn:
+            conn.sendall(
+                b"POST /predict HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+                + f"content-length: {len(body)}\r\n\r\n".encode()
+            )
+            _wait_until(lambda: _inflight(server.url) == 1, "the head never arrived")
+            server.process.send_signal(signal.SIGTERM)
+            _wait_until(lambda: "still being received" in server.log(), "the drain never waited")
+            conn.sendall(body)
+            answer = conn.makefile("rb").read()  # the answer closes the connection
+        exit_code = server.process.wait(40)
+    status_line, _, rest = answer.partition(b"\r\n")
+    assert status_line == b"HTTP/1.1 200 OK", answer[:300]
+    assert b"connection: close" in rest.lower()
+    (prediction,) = orjson.loads(rest.partition(b"\r\n\r\n")[2])["predictions"]
+    assert 0 <= prediction["label"] <= 9
+    assert exit_code == 0, server.log()
+    assert "drained" in server.log()
+
+
+def _wait_until(condition: Callable[[], bool], failure: str, timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, failure
 
 
 def attempt(url: str, i: int) -> str:

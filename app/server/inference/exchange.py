@@ -102,6 +102,7 @@ class Exchange:
         "_encode",
         "_gathering",
         "_loop",
+        "_receiving",
         "_recorder",
         "_respond",
         "_started",
@@ -127,7 +128,7 @@ class Exchange:
         self._recorder = recorder
         self._decoder = decoder
         self._started = time.perf_counter()
-        recorder.begin()
+        self._receiving = recorder.begin_exchange()
         self._state = _NEW
         self._gathering: Gathering | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -198,6 +199,9 @@ class Exchange:
             self._fail(exc)
             return
         self._state = _QUEUED
+        if self._receiving:
+            self._receiving = False
+            self._recorder.admitted()
         self._gathering = gathering
         self._encode = submission.encode
         timeout = submission.timeout_s
@@ -241,6 +245,9 @@ class Exchange:
 
     def _close(self) -> None:
         self._state = _DONE
+        if self._receiving:
+            self._receiving = False
+            self._recorder.admitted()
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
