@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import enum
 import functools
+import itertools
 from dataclasses import dataclass
 from typing import Any, Final, TypeAlias
 
@@ -33,7 +34,7 @@ import orjson
 from numpy.typing import NDArray
 
 from ...errors import InvalidInput, MalformedRequest, TooManyItems, UnsupportedMediaType
-from .bounds import DEFAULT_LIMITS, Body, DecodeLimits, as_array, load_json, load_msgpack
+from .bounds import CHUNK, DEFAULT_LIMITS, Body, DecodeLimits, as_array, load_json, load_msgpack
 from .rows import Row, RowDecoder, check_nesting
 from .tensors import (
     MAX_NESTING,
@@ -230,15 +231,22 @@ def _float_batch(instances: Any, target: np.dtype[Any]) -> Array | None:
     one step; None for anything else, which the general decoder handles and explains."""
     if type(instances) is not list or not instances or type(instances[0]) is not list:
         return None
-    check_nesting(instances, "'instances'")
+    size, width = len(instances), len(instances[0])
+    flat = width > 0 and size * width <= CHUNK and type(instances[0][0]) is not list
+    if flat and size > 1:
+        flat = all(type(row) is list and len(row) == width for row in instances)
+    if not flat:
+        check_nesting(instances, "'instances'")
     try:
         with np.errstate(over="raise"):
-            batch = as_array(instances, target)
+            if flat:  # rows of numbers: a quarter fewer instructions than np.asarray
+                values = instances[0] if size == 1 else itertools.chain.from_iterable(instances)
+                return np.fromiter(values, target, size * width).reshape(size, width)
+            return as_array(instances, target)
     except (ValueError, TypeError):
-        return None
+        return None  # a value that is no number: a list deeper down, a ragged row
     except (OverflowError, FloatingPointError) as exc:
         raise InvalidInput(f"'instances' holds a number out of range for {target.name}") from exc
-    return batch
 
 
 def _two_quotes(body: Body) -> bool:
