@@ -343,7 +343,8 @@ def test_zeros_and_ones_are_not_mistaken_for_booleans() -> None:
 def test_every_row_of_a_numeric_batch_is_checked_not_only_the_first() -> None:
     rows = [[float(i), i + 0.5, -1.0] for i in range(5)]
     decoded = decode_predict(json_body(rows), None, dtype=F32)
-    assert decoded.batch is not None and decoded.batch.shape == (5, 3)
+    assert decoded.batch is not None
+    assert decoded.batch.shape == (5, 3)
     np.testing.assert_array_equal(decoded.batch, np.array(rows, dtype=F32))
     with pytest.raises(InvalidInput, match="out of range"):
         decode_predict(json_body([[1.0, 2.0], [3.0, 1e39]]), None, dtype=F32)
