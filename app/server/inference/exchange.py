@@ -25,6 +25,7 @@ from ...batching.futures import Gathering
 from ...errors import DeadlineExceeded, ShuttingDown
 from ..errors import CLIENT_CLOSED
 from ..wire.bounds import Body
+from .deadlines import Deadline, DeadlineQueue
 
 if TYPE_CHECKING:
     from ..recorder import Recorder
@@ -97,6 +98,7 @@ class Exchange:
     """One inference request; every method runs on the event loop (see the module doc)."""
 
     __slots__ = (
+        "_deadlines",
         "_decoder",
         "_dialect",
         "_encode",
@@ -120,6 +122,7 @@ class Exchange:
         recorder: Recorder,
         decoder: Executor | None,
         loop: asyncio.AbstractEventLoop,
+        deadlines: DeadlineQueue | None = None,
     ) -> None:
         self.head = head
         self._loop = loop  # `asyncio.get_running_loop()` is a system call (getpid) each time
@@ -127,11 +130,12 @@ class Exchange:
         self._respond = respond
         self._recorder = recorder
         self._decoder = decoder
+        self._deadlines = deadlines  # on `loop`: the service's default timeout, one timer
         self._started = time.perf_counter()
         self._receiving = recorder.begin_exchange()
         self._state = _NEW
         self._gathering: Gathering | None = None
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: asyncio.TimerHandle | Deadline | None = None
         self._timeout_s: float | None = None
         self._encode: Callable[[list[Any]], Reply] | None = None
 
@@ -207,7 +211,11 @@ class Exchange:
         timeout = submission.timeout_s
         if timeout is not None:
             self._timeout_s = timeout
-            self._timer = self._loop.call_later(timeout, self._on_deadline)
+            deadlines = self._deadlines
+            if deadlines is not None and timeout == deadlines.timeout_s:
+                self._timer = deadlines.add(self._on_deadline)
+            else:
+                self._timer = self._loop.call_later(timeout, self._on_deadline)
 
     def _on_results(self, results: list[Any] | None, error: BaseException | None) -> None:
         if self._state != _QUEUED:

@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from ..recorder import Recorder
 from ..state import ServiceState
 from ..wire.bounds import DecodeLimits
+from .deadlines import DeadlineQueue
 from .exchange import Dialect, Exchange, RequestHead, Respond
 from .predict import PREDICT_PATH, PredictDialect
 from .v2 import V2Dialect, infer_params
@@ -27,6 +28,8 @@ class InferenceService:
         # One thread: decoding is GIL-bound, more threads would only take turns. Its thread
         # starts with the first large body.
         self._decoder = ThreadPoolExecutor(1, thread_name_prefix="batchserve-decode")
+        self._default_timeout_s = settings.request_timeout_s
+        self._deadlines: DeadlineQueue | None = None  # of the loop requests last came on
 
     def match(self, method: str, path: str) -> tuple[Dialect, tuple[str, ...]] | None:
         """The dialect and route parameters of an inference request, else None."""
@@ -45,7 +48,12 @@ class InferenceService:
         loop: asyncio.AbstractEventLoop,
     ) -> Exchange:
         """A new exchange for one request on `loop`, the running one (see `Exchange`)."""
-        return Exchange(dialect, head, respond, self.recorder, self._decoder, loop)
+        deadlines = self._deadlines
+        if deadlines is None or deadlines.loop is not loop:
+            timeout = self._default_timeout_s
+            if timeout is not None:
+                deadlines = self._deadlines = DeadlineQueue(loop, timeout)
+        return Exchange(dialect, head, respond, self.recorder, self._decoder, loop, deadlines)
 
     def close(self) -> None:
         """Stop the decoding thread once it is idle."""
