@@ -144,7 +144,7 @@ class LoopNotifier:
     """Runs callbacks on an event loop, posted from any thread, with one wake-up per burst."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
+        self.loop = loop
         self._pending: list[Callable[[], None]] = []
         self._scheduled = False
         self._lock = threading.Lock()
@@ -157,7 +157,7 @@ class LoopNotifier:
                 return
             self._scheduled = True
         with contextlib.suppress(RuntimeError):  # a closed loop has nobody waiting any more
-            self._loop.call_soon_threadsafe(self._flush)
+            self.loop.call_soon_threadsafe(self._flush)
 
     def _flush(self) -> None:
         with self._lock:
@@ -187,13 +187,22 @@ class Gathering:
 
     By default `waiter` gets the list of results in order, or the first error. With
     `on_settled`, no asyncio future is made: ``on_settled(results, None)`` or
-    ``on_settled(None, error)`` is called once, on the loop, and `waiter` is None.
+    ``on_settled(None, error)`` is called once, on the loop, and `waiter` is None. `loop`
+    (the running loop) and `notifier` (its `notifier_for`) may be given by a caller that
+    knows them: looking them up costs a system call and a weak-reference lookup.
     """
 
     __slots__ = ("_on_settled", "_post", "_remaining", "_results", "futures", "settled", "waiter")
 
-    def __init__(self, size: int, on_settled: Settled | None = None) -> None:
-        loop = asyncio.get_running_loop()
+    def __init__(
+        self,
+        size: int,
+        on_settled: Settled | None = None,
+        loop: asyncio.AbstractEventLoop | None = None,
+        notifier: LoopNotifier | None = None,
+    ) -> None:
+        if loop is None:
+            loop = asyncio.get_running_loop()
         self.waiter: asyncio.Future[list[Any]] | None = (
             None if on_settled is not None else loop.create_future()
         )
@@ -201,7 +210,8 @@ class Gathering:
         self.settled = False
         self._results: list[Any] = [None] * size
         self._remaining = size
-        notifier = notifier_for(loop)
+        if notifier is None:
+            notifier = notifier_for(loop)
         self._post = notifier.post
         on_done, deliver = self._on_done, self._deliver
         if size == 1:  # the usual request: one row, without a comprehension's frame

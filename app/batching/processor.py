@@ -45,7 +45,7 @@ from .execution import (
 )
 from .followup import FollowUp
 from .formation import collect_batch, group_entries
-from .futures import Gathering, ItemFuture, Settled
+from .futures import Gathering, ItemFuture, LoopNotifier, Settled, notifier_for
 from .health import EngineSnapshot, HealthChecker, HealthReport, HealthState
 from .observer import (
     REJECT_CANCELLED,
@@ -110,6 +110,7 @@ class BatchProcessor(Generic[T, U]):
         self._active_batches: dict[int, tuple[str, float]] = {}  # id -> (slot name, start)
         self._slots: list[Slot] = []
         self._collator: Collator | None = None
+        self._notifier: LoopNotifier | None = None  # of the loop submissions last came from
         self._sequence = itertools.count()
         self._batch_ids = itertools.count(1)
         self._rejected: Counter[str] = Counter()
@@ -311,18 +312,25 @@ class BatchProcessor(Generic[T, U]):
         priority: BatchPriority = BatchPriority.NORMAL,
         item_timeout: float | None = None,
         on_settled: Settled | None = None,
+        loop: asyncio.AbstractEventLoop | None = None,
     ) -> Gathering:
         """Queue several items atomically from a running event loop, never blocking it (a
         full queue raises `QueueFull` at once). The returned `Gathering`'s `waiter` resolves
         on the loop with every result in order, or the first error; with `on_settled` that
         callback is called on the loop instead (see `Gathering`). `cancel()` drops the items
         still queued. Completions wake the loop once per batch, not once per item, and the
-        worker is woken once per loop iteration, not once per submission."""
-        gathering = Gathering(len(items), on_settled)
+        worker is woken once per loop iteration, not once per submission. `loop`, when the
+        caller has it, must be the running loop (it saves looking it up)."""
+        if loop is None:
+            loop = asyncio.get_running_loop()
+        notifier = self._notifier
+        if notifier is None or notifier.loop is not loop:
+            notifier = self._notifier = notifier_for(loop)
+        gathering = Gathering(len(items), on_settled, loop, notifier)
         self._enqueue(items, gathering.futures, 0, priority, item_timeout, wake=False)
         if not self._wake_pending:
             self._wake_pending = True
-            asyncio.get_running_loop().call_soon(self._wake_worker)
+            loop.call_soon(self._wake_worker)
         return gathering
 
     def _wake_worker(self) -> None:

@@ -9,6 +9,7 @@ by one model. The retiring engine then drains what it holds with its own model a
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Any
 
@@ -49,8 +50,9 @@ class ServingEngine(BatchProcessor[Any, Any]):
         priority: BatchPriority = BatchPriority.NORMAL,
         item_timeout: float | None = None,
         on_settled: Settled | None = None,
+        loop: asyncio.AbstractEventLoop | None = None,
     ) -> Gathering:
         assert self._successor is not None
         return self._successor.enqueue_async(
-            items, priority=priority, item_timeout=item_timeout, on_settled=on_settled
+            items, priority=priority, item_timeout=item_timeout, on_settled=on_settled, loop=loop
         )

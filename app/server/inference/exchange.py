@@ -198,6 +198,7 @@ class Exchange:
                 priority=submission.priority,
                 item_timeout=submission.timeout_s,
                 on_settled=self._on_results,
+                loop=self._loop,
             )
         except Exception as exc:
             self._fail(exc)
