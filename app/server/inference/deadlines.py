@@ -6,7 +6,7 @@ deadline is an append and clearing one only marks its entry; marked entries leav
 front as new ones arrive, and requests finish roughly in arrival order, so the FIFO holds
 little more than the requests in flight. A timer per request (``loop.call_later`` and its
 ``cancel``) costs about 2 us of the event loop's time under uvloop, a few percent of a small
-request's whole cost; an entry here costs a tenth of that.
+request's whole cost; an entry here costs a quarter of that.
 
 Bound: a cleared entry (a small object that no longer refers to its request) waits behind the
 oldest request still running, which leaves when it is answered or when its own deadline comes,
